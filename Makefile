@@ -1,0 +1,41 @@
+# airflow-provider-prisjakt: `make test` and `make demo` work on a fresh clone; both create or reuse .venv.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+AIRFLOW_VERSION ?= 3.3.2
+CONSTRAINTS ?= requirements/constraints-airflow-3.3.txt
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
+
+.PHONY: venv test lint typecheck unit demo clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) scripts/ensure-system-packages.sh
+	bash scripts/ensure-system-packages.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) "apache-airflow==$(AIRFLOW_VERSION)" -e ".[all,dev]"
+	touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Lint, type-check and run every test (unit and integration against real local services).
+test: lint typecheck
+	$(BIN)/pytest
+
+## Unit tests only (no network, no services).
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+## Run the main job end to end on embedded defaults (the sandbox plus SQLite).
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,266 @@
+"""
+The ``prisjakt`` connection: its form fields and how a stored connection becomes settings.
+
+Pure: no Airflow, no HTTP client. ``get_provider_info`` (``conn-fields``) and the hook's legacy
+form widgets are both generated from :data:`CONNECTION_EXTRA_FIELDS`, so the two declarations of
+the form cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+CONN_TYPE = "prisjakt"
+DEFAULT_CONN_ID = "prisjakt_default"
+DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
+DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
+AUTH_TYPES = ("headers", "oauth2")
+RESET_HEADER_STYLES = ("auto", "duration", "epoch")
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    """
+    One field of the connection form stored in the connection's extra.
+
+    :param name: the key in the extra JSON.
+    :param label: the label the form shows.
+    :param kind: ``string``, ``integer`` or ``number``.
+    :param default: the value used when the field is empty.
+    :param description: help text under the field.
+    :param choices: allowed values, for string fields with a fixed set.
+    """
+
+    name: str
+    label: str
+    kind: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
+    ExtraField("timeout", "Timeout (seconds)", "number", 30.0, "Connect and read timeout of each request."),
+    ExtraField(
+        "max_retries",
+        "Max retries",
+        "integer",
+        5,
+        "Retries of a request on 5xx, resets, timeouts and truncated bodies.",
+    ),
+    ExtraField(
+        "page_size", "Page size", "integer", None, "Records per page to ask for; empty leaves the API's default."
+    ),
+    ExtraField(
+        "page_size_param",
+        "Page size parameter",
+        "string",
+        "limit",
+        "Query parameter that carries the page size on the first page.",
+    ),
+    ExtraField(
+        "max_inline_wait",
+        "Max inline wait (seconds)",
+        "number",
+        60.0,
+        "Longest rate-limit wait a task sleeps through; longer waits defer or fail.",
+    ),
+    ExtraField(
+        "rate_limit_reserve",
+        "Rate-limit reserve",
+        "integer",
+        0,
+        "Requests per window left unused for other users of the same client id.",
+    ),
+    ExtraField(
+        "reset_header",
+        "X-RateLimit-Reset style",
+        "string",
+        "auto",
+        "How to read X-RateLimit-Reset: auto, duration (ms left) or epoch (ms).",
+        RESET_HEADER_STYLES,
+    ),
+    ExtraField(
+        "auth_type",
+        "Auth type",
+        "string",
+        "headers",
+        "headers (client-id/client-secret headers) or oauth2 (client-credentials bearer token).",
+        AUTH_TYPES,
+    ),
+    ExtraField(
+        "token_url", "OAuth2 token URL", "string", DEFAULT_TOKEN_URL, "Token endpoint used when auth type is oauth2."
+    ),
+)
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port"],
+    "relabeling": {"login": "Client ID", "password": "Client Secret", "host": "API base URL"},
+    "placeholders": {
+        "login": "lb4xiAVZZWkXiYxfxa146e4tbkYa702P",
+        "password": "client secret from Prisjakt",
+        "host": DEFAULT_BASE_URL,
+        **{field.name: str(field.default) for field in CONNECTION_EXTRA_FIELDS if field.default is not None},
+    },
+}
+
+
+def conn_fields() -> dict[str, dict[str, Any]]:
+    """Return the ``conn-fields`` declaration (Airflow >= 3.2) of the extra fields."""
+    declared: dict[str, dict[str, Any]] = {}
+    for field in CONNECTION_EXTRA_FIELDS:
+        schema: dict[str, Any] = {"type": [field.kind, "null"]}
+        if field.default is not None:
+            schema["default"] = field.default
+        if field.choices:
+            schema["enum"] = [*field.choices, None]
+        declared[field.name] = {"label": field.label, "description": field.description, "schema": schema}
+    return declared
+
+
+def ui_field_behaviour_for_provider_info() -> dict[str, Any]:
+    """Return :data:`UI_FIELD_BEHAVIOUR` with the kebab-case keys ``get_provider_info`` uses."""
+    return {key.replace("_", "-"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
+
+
+def is_loopback(host: str | None) -> bool:
+    """Tell whether a host name or address is the local machine (credentials may go there over http)."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_base_url(
+    host: str | None, schema: str | None = None, port: int | None = None, protocol: str | None = None
+) -> str:
+    """
+    Build the API base URL from the connection's host, schema (path) and port.
+
+    The host may be a full URL (``https://api.pj.nu/click-conversion``) or a bare host name, which
+    gets ``protocol`` (default https). A URI-style connection
+    (``prisjakt://id:secret@api.pj.nu:443/click-conversion``) arrives as host + port + schema, and
+    the schema becomes the path.
+    """
+    if not host:
+        return DEFAULT_BASE_URL
+    text = host.strip()
+    if "://" not in text:
+        text = f"{(protocol or 'https').lower()}://{text}"
+    parts = urlsplit(text)
+    netloc = parts.netloc
+    if port and parts.port is None:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    if schema:
+        path = f"{path}/{schema.strip('/')}"
+    return urlunsplit((parts.scheme.lower(), netloc, path, "", "")).rstrip("/")
+
+
+def extra_value(extra: Mapping[str, Any], name: str) -> Any:
+    """Read an extra by its plain name or the ``extra__prisjakt__`` prefixed name older UIs stored."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__{CONN_TYPE}__{name}")
+    return None if value == "" else value
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Everything the hook needs from a ``prisjakt`` connection, validated."""
+
+    base_url: str
+    client_id: str
+    client_secret: str
+    timeout: float
+    max_retries: int
+    page_size: int | None
+    page_size_param: str
+    max_inline_wait: float
+    rate_limit_reserve: int
+    reset_header: str
+    auth_type: str
+    token_url: str
+
+
+class ConnectionSettingsError(ValueError):
+    """A connection field holds a value the provider cannot use."""
+
+
+def _coerce(field: ExtraField, value: Any) -> Any:
+    if value is None:
+        return field.default
+    try:
+        if field.kind == "integer":
+            number = int(value)
+            if number < 0:
+                raise ValueError
+            return number
+        if field.kind == "number":
+            real = float(value)
+            if real < 0:
+                raise ValueError
+            return real
+    except (TypeError, ValueError):
+        raise ConnectionSettingsError(
+            f"Connection extra {field.name!r} must be a non-negative {field.kind}, got {value!r}"
+        ) from None
+    text = str(value).strip()
+    if field.choices and text.lower() not in field.choices:
+        raise ConnectionSettingsError(
+            f"Connection extra {field.name!r} must be one of {', '.join(field.choices)}, got {text!r}"
+        )
+    return text.lower() if field.choices else text
+
+
+def check_url_may_carry_credentials(url: str, what: str) -> None:
+    """Refuse a URL that would send credentials in clear text to another machine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectionSettingsError(f"The {what} {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConnectionSettingsError(
+            f"The {what} uses http:// on {parts.hostname}, which would send the client secret in clear "
+            "text; use https:// (plain http is allowed only for loopback addresses such as the sandbox)"
+        )
+
+
+def settings_from_connection(
+    *,
+    host: str | None,
+    schema: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+) -> ConnectionSettings:
+    """
+    Validate a stored connection and return its settings.
+
+    :param overrides: values given to the hook's constructor; they win over the connection's extra.
+    :raises ConnectionSettingsError: on a missing credential or an unusable value.
+    """
+    if not login:
+        raise ConnectionSettingsError("The Prisjakt connection has no Client ID (login)")
+    if not password:
+        raise ConnectionSettingsError("The Prisjakt connection has no Client Secret (password)")
+    values: dict[str, Any] = {}
+    for field in CONNECTION_EXTRA_FIELDS:
+        raw = (overrides or {}).get(field.name)
+        values[field.name] = _coerce(field, raw if raw is not None else extra_value(extra, field.name))
+    if values["max_retries"] < 1:
+        values["max_retries"] = 1
+    base_url = build_base_url(host, schema, port, extra_value(extra, "protocol"))
+    check_url_may_carry_credentials(base_url, "API base URL")
+    if values["auth_type"] == "oauth2":
+        check_url_may_carry_credentials(values["token_url"], "OAuth2 token URL")
+    return ConnectionSettings(base_url=base_url, client_id=login, client_secret=password, **values)

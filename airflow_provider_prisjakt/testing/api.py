@@ -1,0 +1,537 @@
+"""
+Endpoints of the sandboxed Click and Conversion API (transport-free).
+
+:func:`route` turns a parsed request into a :class:`Reply`; the HTTP server in
+:mod:`airflow_provider_prisjakt.testing.server` adds rate limiting, faults and
+the wire format around it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+from airflow_provider_prisjakt.testing.links import decode_cursor, link_header
+from airflow_provider_prisjakt.testing.seed import Pixel, is_uuid, parse_time
+from airflow_provider_prisjakt.testing.state import (
+    SandboxState,
+    basic_credentials,
+    bearer_token,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing.config import SandboxClient, SandboxConfig
+
+#: Path prefix of the API, as in ``https://api.pj.nu/click-conversion``.
+API_PREFIX = "/click-conversion"
+#: Path of the OAuth2 token endpoint at the origin root.
+TOKEN_PATH = "/oauth2/token"
+#: Largest allowed ``to - from`` interval.
+MAX_INTERVAL = timedelta(days=60)
+
+
+@dataclass
+class Reply:
+    """
+    A response before it is written to the wire.
+
+    :param status: HTTP status.
+    :param body: Encoded body.
+    :param content_type: ``Content-Type`` value.
+    :param headers: Further headers.
+    :param page_key: Identity of the list page served, if any.
+    :param client_id: Client the request was attributed to, if any.
+    :param after: Callback run once the reply is final, before it is written
+        (e.g. new events arrive), so the next request sees its effect.
+    """
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    page_key: str | None = None
+    client_id: str | None = None
+    after: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """
+    A parsed request.
+
+    :param method: HTTP method.
+    :param path: Decoded path without query.
+    :param query: Parsed query string.
+    :param headers: Case-insensitive header mapping.
+    :param body: Request body.
+    :param origin: Advertised origin of the sandbox.
+    """
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    origin: str
+
+
+class _ProblemError(Exception):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+def json_reply(status: int, payload: Any, **kwargs: Any) -> Reply:
+    """
+    Encode ``payload`` as a compact JSON reply.
+
+    :param status: HTTP status.
+    :param payload: JSON-serialisable payload.
+    :param kwargs: Further :class:`Reply` fields.
+    :return: The reply.
+    """
+    return Reply(status, json.dumps(payload, separators=(",", ":")).encode(), **kwargs)
+
+
+def problem(
+    config: SandboxConfig,
+    status: int,
+    title: str,
+    detail: str,
+    field_errors: dict[str, dict[str, Any]] | None = None,
+) -> Reply:
+    """
+    Build an RFC 7807 problem reply with a fresh request id.
+
+    :param config: Live configuration (problem media type).
+    :param status: HTTP status.
+    :param title: Short summary.
+    :param detail: Human-readable explanation.
+    :param field_errors: Validation errors per field (400 only).
+    :return: The reply.
+    """
+    payload: dict[str, Any] = {
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "context": {"request-id": str(uuid.uuid4())},
+    }
+    if field_errors:
+        payload["field_errors"] = field_errors
+    return json_reply(status, payload, content_type=config.problem_content_type)
+
+
+def _bad_request(
+    config: SandboxConfig,
+    name: str,
+    message: str,
+    value: Any,
+    detail: str | None = None,
+) -> _ProblemError:
+    return _ProblemError(
+        problem(
+            config,
+            400,
+            "Bad Request",
+            detail or f"Invalid value for {name}: {message}",
+            {name: {"message": message, "value": value}},
+        )
+    )
+
+
+def _envelope(config: SandboxConfig, items: list[dict[str, Any]]) -> Any:
+    if config.envelope == "object":
+        return {"data": items, "meta": {"count": len(items)}}
+    return items
+
+
+def _first(values: dict[str, list[str]], name: str) -> str | None:
+    found = values.get(name)
+    return found[0] if found else None
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Api:
+    """
+    Routes requests to the endpoints.
+
+    :param state: Shared sandbox state.
+    """
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    # -- entry points -------------------------------------------------------------------
+
+    def token(self, config: SandboxConfig, request: Request) -> Reply:
+        """
+        Serve ``POST /oauth2/token`` (client-credentials grant).
+
+        :param config: Live configuration.
+        :param request: The request.
+        :return: Token or OAuth2 error reply.
+        """
+        if config.auth_mode == "headers":
+            return problem(config, 404, "Not Found", f"No route for {request.path}")
+        if request.method != "POST":
+            return problem(config, 405, "Method Not Allowed", "Use POST")
+        form = parse_qs(request.body.decode("utf-8", "replace"))
+        basic = basic_credentials(request.headers)
+        client_id = basic[0] if basic else _first(form, "client_id")
+        secret = basic[1] if basic else _first(form, "client_secret")
+        if (form.get("grant_type") or [""])[0] != "client_credentials":
+            return json_reply(400, {"error": "unsupported_grant_type"}, client_id=client_id)
+        client = self.state.check_secret(client_id, secret)
+        if client is None:
+            return json_reply(401, {"error": "invalid_client"}, client_id=client_id)
+        token = self.state.issue_token(client, config.token_ttl)
+        payload = {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": config.token_ttl,
+        }
+        return json_reply(
+            200,
+            payload,
+            client_id=client.client_id,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def api(self, config: SandboxConfig, request: Request) -> Reply:
+        """
+        Serve a request below :data:`API_PREFIX` (rate limits and faults already applied).
+
+        :param config: Live configuration.
+        :param request: The request.
+        :return: The reply.
+        """
+        parts = [unquote(p) for p in request.path[len(API_PREFIX) :].strip("/").split("/")]
+        if parts == ["health"]:
+            return json_reply(200, {"status": "ok"})
+        client: SandboxClient | None = None
+        try:
+            client = self._authenticate(config, request)
+            handler, args = self._match(config, request, parts)
+            reply = handler(config, request, client, *args)
+        except _ProblemError as exc:
+            reply = exc.reply
+        if reply.client_id is None and client is not None:
+            reply.client_id = client.client_id
+        return reply
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _authenticate(self, config: SandboxConfig, request: Request) -> SandboxClient:
+        headers = request.headers
+        token = bearer_token(headers)
+        if token is not None and config.auth_mode != "headers":
+            client = self.state.token_client(token)
+            if client is None:
+                raise _ProblemError(
+                    problem(
+                        config,
+                        401,
+                        "Unauthorized",
+                        "The access token is invalid or has expired",
+                    )
+                )
+            return client
+        if headers.get("client-id") is not None and config.auth_mode != "oauth2":
+            client = self.state.check_secret(headers.get("client-id"), headers.get("client-secret"))
+            if client is None:
+                raise _ProblemError(problem(config, 401, "Unauthorized", "Invalid client credentials"))
+            return client
+        raise _ProblemError(problem(config, 401, "Unauthorized", "Missing client credentials"))
+
+    def _match(
+        self, config: SandboxConfig, request: Request, parts: list[str]
+    ) -> tuple[Callable[..., Reply], tuple[str, ...]]:
+        routes: dict[tuple[str, ...], Callable[..., Reply]] = {
+            ("clients", "*"): self._client,
+            ("shops", "*", "pixels"): self._pixels,
+            ("pixels", "*", "events"): self._events,
+            ("pixels", "*", "purchase-summary"): self._summary,
+            ("events", "*"): self._event,
+            ("clicks", "*"): self._click,
+        }
+        for pattern, handler in routes.items():
+            if len(pattern) == len(parts) and all(p in ("*", v) for p, v in zip(pattern, parts, strict=True)):
+                if request.method != "GET":
+                    raise _ProblemError(
+                        problem(
+                            config,
+                            405,
+                            "Method Not Allowed",
+                            f"{request.method} is not supported here",
+                        )
+                    )
+                return handler, tuple(v for p, v in zip(pattern, parts, strict=True) if p == "*")
+        raise _ProblemError(problem(config, 404, "Not Found", f"No route for {request.path}"))
+
+    def _require_reader(self, config: SandboxConfig, client: SandboxClient, shop_id: int | None) -> None:
+        if "shop_user" not in client.roles and "admin" not in client.roles:
+            raise _ProblemError(problem(config, 403, "Forbidden", "The client lacks the role shop_user"))
+        if shop_id is not None and client.shops is not None and shop_id not in client.shops:
+            raise _ProblemError(problem(config, 403, "Forbidden", f"The client may not read shop {shop_id}"))
+
+    def _pixel(self, config: SandboxConfig, client: SandboxClient, pixel_id: str) -> Pixel:
+        self._require_reader(config, client, None)
+        if not is_uuid(pixel_id):
+            raise _bad_request(config, "pixel_id", "invalid uuid", pixel_id)
+        pixel = self.state.seed_data.by_id.get(pixel_id.lower())
+        if pixel is None:
+            raise _ProblemError(
+                problem(
+                    config,
+                    404,
+                    "Pixel not found",
+                    f"A pixel with ID {pixel_id} could not be found",
+                )
+            )
+        self._require_reader(config, client, pixel.shop_id)
+        return pixel
+
+    def _window(self, config: SandboxConfig, query: dict[str, list[str]]) -> tuple[datetime, datetime]:
+        values: dict[str, datetime] = {}
+        for name in ("from", "to"):
+            raw = query.get(name)
+            if not raw or not raw[0]:
+                raise _bad_request(
+                    config,
+                    name,
+                    "required",
+                    None,
+                    f"The query parameter {name} is required",
+                )
+            parsed = parse_time(raw[0])
+            if parsed is None:
+                raise _bad_request(config, name, "invalid date-time", raw[0])
+            values[name] = parsed
+        start, end = values["from"], values["to"]
+        if start >= end:
+            raise _bad_request(
+                config,
+                "to",
+                "must be after from",
+                query["to"][0],
+                "from must be before to",
+            )
+        if end - start > MAX_INTERVAL:
+            raise _bad_request(
+                config,
+                "to",
+                "interval longer than 60 days",
+                query["to"][0],
+                "The interval between from and to may be at most 60 days",
+            )
+        return start, end
+
+    def _paging(self, config: SandboxConfig, query: dict[str, list[str]]) -> tuple[int, int, dict[str, str]]:
+        keep: dict[str, str] = {}
+        limit = config.page_size
+        raw_limit = query.get(config.page_size_param)
+        if raw_limit:
+            text = raw_limit[0]
+            if not text.isdigit() or not 1 <= int(text) <= config.max_page_size:
+                raise _bad_request(
+                    config,
+                    config.page_size_param,
+                    f"must be an integer between 1 and {config.max_page_size}",
+                    text,
+                )
+            limit = int(text)
+            keep[config.page_size_param] = text
+        offset = 0
+        raw_cursor = query.get("cursor")
+        if raw_cursor:
+            decoded = decode_cursor(raw_cursor[0])
+            if decoded is None:
+                raise _bad_request(config, "cursor", "invalid cursor", raw_cursor[0])
+            offset = decoded
+        return limit, offset, keep
+
+    def _list_reply(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        items: list[dict[str, Any]],
+        params: dict[str, str],
+        offset: int,
+        limit: int,
+        total: int,
+        page_key: str,
+    ) -> Reply:
+        reply = json_reply(200, _envelope(config, items), page_key=page_key)
+        link = link_header(config, request.origin, request.path, params, offset, limit, total)
+        if link is not None:
+            reply.headers["Link"] = link
+        return reply
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    def _client(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        client: SandboxClient,
+        client_id: str,
+    ) -> Reply:
+        if client_id != client.client_id:
+            raise _ProblemError(
+                problem(
+                    config,
+                    404,
+                    "Client not found",
+                    f"A client with ID {client_id} could not be found",
+                )
+            )
+        return json_reply(200, {"id": client.client_id, "roles": list(client.roles)})
+
+    def _pixels(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        client: SandboxClient,
+        raw_shop: str,
+    ) -> Reply:
+        self._require_reader(config, client, None)
+        if not raw_shop.isdigit():
+            raise _bad_request(config, "shop_id", "invalid integer", raw_shop)
+        shop_id = int(raw_shop)
+        pixels = self.state.seed_data.shops.get(shop_id)
+        if pixels is None:
+            raise _ProblemError(
+                problem(
+                    config,
+                    404,
+                    "Shop not found",
+                    f"A shop with ID {shop_id} could not be found",
+                )
+            )
+        self._require_reader(config, client, shop_id)
+        limit, offset, params = self._paging(config, request.query)
+        items = [p.as_dict() for p in pixels[offset : offset + limit]]
+        return self._list_reply(
+            config,
+            request,
+            items,
+            params,
+            offset,
+            limit,
+            len(pixels),
+            f"shop:{shop_id}:{offset}",
+        )
+
+    def _events(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        client: SandboxClient,
+        pixel_id: str,
+    ) -> Reply:
+        pixel = self._pixel(config, client, pixel_id)
+        start, end = self._window(config, request.query)
+        limit, offset, params = self._paging(config, request.query)
+        seed = self.state.seed_data
+        lo, hi = seed.index_range(pixel, self.state.count(pixel), start.timestamp(), end.timestamp())
+        total = hi - lo
+        items = seed.events_desc(pixel, lo, hi, offset, limit) if offset < total else []
+        from_s, to_s = _iso(start), _iso(end)
+        reply = self._list_reply(
+            config,
+            request,
+            items,
+            {"from": from_s, "to": to_s, **params},
+            offset,
+            limit,
+            total,
+            f"{pixel.id}:{from_s}:{to_s}:{offset}",
+        )
+        if config.new_events_per_page > 0:
+            n = config.new_events_per_page
+
+            def arrive() -> None:
+                self.state.add_events(pixel, n)
+
+            reply.after = arrive
+        return reply
+
+    def _summary(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        client: SandboxClient,
+        pixel_id: str,
+    ) -> Reply:
+        pixel = self._pixel(config, client, pixel_id)
+        start, end = self._window(config, request.query)
+        return json_reply(200, self.summary(pixel, start, end))
+
+    def summary(self, pixel: Pixel, start: datetime, end: datetime) -> dict[str, Any]:
+        """
+        Compute the purchase summary of ``pixel`` for ``[start, end)``.
+
+        :param pixel: The pixel.
+        :param start: Window start (inclusive).
+        :param end: Window end (exclusive).
+        :return: ``{"from", "to", "currencies": [...]}``.
+        """
+        seed = self.state.seed_data
+        lo, hi = seed.index_range(pixel, self.state.count(pixel), start.timestamp(), end.timestamp())
+        return {
+            "from": _iso(start),
+            "to": _iso(end),
+            "currencies": seed.purchase_summary(pixel, lo, hi),
+        }
+
+    def _event(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        client: SandboxClient,
+        event_id: str,
+    ) -> Reply:
+        self._require_reader(config, client, None)
+        if not is_uuid(event_id):
+            raise _bad_request(config, "event_id", "invalid uuid", event_id)
+        found = self.state.seed_data.locate_event(event_id)
+        if found is None or found[1] >= self.state.count(found[0]):
+            raise _ProblemError(
+                problem(
+                    config,
+                    404,
+                    "Event not found",
+                    f"An event with ID {event_id} could not be found",
+                )
+            )
+        self._require_reader(config, client, found[0].shop_id)
+        return json_reply(200, self.state.seed_data.event(*found))
+
+    def _click(
+        self,
+        config: SandboxConfig,
+        request: Request,
+        client: SandboxClient,
+        click_id: str,
+    ) -> Reply:
+        self._require_reader(config, client, None)
+        found = self.state.seed_data.locate_click(click_id)
+        if found is None or found[1] >= self.state.count(found[0]):
+            raise _ProblemError(
+                problem(
+                    config,
+                    404,
+                    "Click not found",
+                    f"A click with ID {click_id} could not be found",
+                )
+            )
+        self._require_reader(config, client, found[0].shop_id)
+        return json_reply(200, self.state.seed_data.click(*found))

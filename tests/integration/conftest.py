@@ -1,0 +1,44 @@
+"""Fixtures for integration tests: sandboxes wired to Airflow connections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+from tests.conftest import register_secret
+
+HookFactory = Callable[..., tuple[PrisjaktSandbox, PrisjaktHook]]
+
+
+def connect(
+    monkeypatch: pytest.MonkeyPatch, sandbox: PrisjaktSandbox, conn_id: str = "prisjakt_default", **extra: Any
+) -> PrisjaktHook:
+    """Point connection ``conn_id`` at ``sandbox`` through ``AIRFLOW_CONN_*`` and return a hook on it."""
+    register_secret(sandbox.client_secret)
+    register_secret(sandbox.publisher_client_secret)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sandbox.connection_json(**extra))
+    return PrisjaktHook(conn_id)
+
+
+@pytest.fixture
+def sandbox_hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookFactory]:
+    """``factory(extra={...}, **SandboxConfig fields)`` starts a sandbox and returns it with a connected hook."""
+    started: list[PrisjaktSandbox] = []
+    hooks: list[PrisjaktHook] = []
+
+    def factory(extra: dict[str, Any] | None = None, **config: Any) -> tuple[PrisjaktSandbox, PrisjaktHook]:
+        sandbox = PrisjaktSandbox(SandboxConfig(**config)).start()
+        started.append(sandbox)
+        hook = connect(monkeypatch, sandbox, **(extra or {}))
+        hooks.append(hook)
+        return sandbox, hook
+
+    yield factory
+    for hook in hooks:
+        hook.close()
+    for sandbox in started:
+        sandbox.stop()
