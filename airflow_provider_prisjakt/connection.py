@@ -9,6 +9,7 @@ the form cannot drift apart.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -206,10 +207,10 @@ def _coerce(field: ExtraField, value: Any) -> Any:
             return number
         if field.kind == "number":
             real = float(value)
-            if real < 0:
+            if not math.isfinite(real) or real < 0:
                 raise ValueError
             return real
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConnectionSettingsError(
             f"Connection extra {field.name!r} must be a non-negative {field.kind}, got {value!r}"
         ) from None

@@ -39,7 +39,10 @@ def to_utc(value: TimeLike, name: str = "time") -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise WindowError(f"{name} is outside the range of UTC times, got {value.isoformat()}") from None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     raise WindowError(f"{name} must be a datetime, a date or an ISO-8601 string, got {type(value).__name__}")
@@ -47,7 +50,7 @@ def to_utc(value: TimeLike, name: str = "time") -> datetime:
 
 def format_api_time(value: datetime) -> str:
     """Format a datetime the way the API's ``from``/``to`` parameters take it: ``2026-10-01T00:00:00Z``."""
-    utc = value.astimezone(UTC)
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     if utc.microsecond:
         text += f".{utc.microsecond:06d}"
@@ -62,6 +65,8 @@ def split_window(start: datetime, end: datetime, max_length: timedelta = MAX_WIN
 
     :raises WindowError: when ``start`` is not before ``end``.
     """
+    if max_length <= timedelta(0):
+        raise WindowError(f"max_length must be positive, got {max_length}")
     if start >= end:
         raise WindowError(f"start ({format_api_time(start)}) must be before end ({format_api_time(end)})")
     chunks: list[tuple[datetime, datetime]] = []

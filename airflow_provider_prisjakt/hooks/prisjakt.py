@@ -125,6 +125,71 @@ class _Token:
     expires_at: float
 
 
+def user_agent() -> str:
+    """Return the User-Agent naming this provider, Airflow and requests versions."""
+    try:
+        from airflow import __version__ as airflow_version
+    except ImportError:  # pragma: no cover
+        airflow_version = "unknown"
+    return f"airflow-provider-prisjakt/{__version__} apache-airflow/{airflow_version} python-requests/{requests.__version__}"
+
+
+def credential_headers(settings: ConnectionSettings, bearer_token: str | None = None) -> dict[str, str]:
+    """Return the headers that authenticate a request: a bearer token, or client-id and client-secret."""
+    if settings.auth_type == "oauth2":
+        if bearer_token is None:
+            raise PrisjaktConfigError("auth_type is oauth2 but no token was obtained")
+        return {"Authorization": f"Bearer {bearer_token}"}
+    return {"client-id": settings.client_id, "client-secret": settings.client_secret}
+
+
+def token_request_form(settings: ConnectionSettings) -> dict[str, str]:
+    """Return the OAuth2 client-credentials form sent to the token URL."""
+    return {"grant_type": "client_credentials", "client_id": settings.client_id, "client_secret": settings.client_secret}
+
+
+def parse_token_response(status: int, content: bytes, reason: str | None, token_url: str) -> tuple[str, float]:
+    """
+    Read an OAuth2 token response; return the access token and its lifetime in seconds.
+
+    :raises PrisjaktAPIError: when the token endpoint refused or answered something unreadable.
+    """
+    if status != 200:
+        raise api_error_from_response(status, content, reason=reason, method="POST", path=urlsplit(token_url).path)
+    try:
+        payload = json.loads(content)
+        token = str(payload["access_token"])
+        expires_in = float(payload.get("expires_in") or 3600)
+    except (ValueError, KeyError, TypeError):
+        raise PrisjaktServerError(
+            status, "Unreadable token response", "the token endpoint did not return an access_token"
+        ) from None
+    mask_secret(token)
+    return token, expires_in
+
+
+def connection_settings(conn: Any, conn_id: str, overrides: Mapping[str, Any] | None = None) -> ConnectionSettings:
+    """
+    Validate an Airflow connection object and return its settings; masks the secret in logs.
+
+    :raises PrisjaktConfigError: naming the connection and the field at fault.
+    """
+    try:
+        settings = settings_from_connection(
+            host=conn.host,
+            schema=conn.schema,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            extra=conn.extra_dejson,
+            overrides=overrides,
+        )
+    except ConnectionSettingsError as err:
+        raise PrisjaktConfigError(f"Connection {conn_id!r}: {err}") from None
+    mask_secret(settings.client_secret)
+    return settings
+
+
 class _PrisjaktAuth(requests.auth.AuthBase):
     """Adds credentials to a request only when it goes to the configured API origin."""
 
@@ -135,11 +200,8 @@ class _PrisjaktAuth(requests.auth.AuthBase):
         settings = self.hook.settings
         if not request.url or not same_origin(request.url, settings.base_url):
             return request
-        if settings.auth_type == "oauth2":
-            request.headers["Authorization"] = f"Bearer {self.hook._bearer_token()}"
-        else:
-            request.headers["client-id"] = settings.client_id
-            request.headers["client-secret"] = settings.client_secret
+        token = self.hook._bearer_token() if settings.auth_type == "oauth2" else None
+        request.headers.update(credential_headers(settings, token))
         return request
 
 
@@ -246,21 +308,7 @@ class PrisjaktHook(BaseHook):
     @cached_property
     def settings(self) -> ConnectionSettings:
         """The validated settings of the connection, read on first use (never at DAG parse time)."""
-        conn = self.get_connection(self.prisjakt_conn_id)
-        try:
-            settings = settings_from_connection(
-                host=conn.host,
-                schema=conn.schema,
-                port=conn.port,
-                login=conn.login,
-                password=conn.password,
-                extra=conn.extra_dejson,
-                overrides=self._overrides,
-            )
-        except ConnectionSettingsError as err:
-            raise PrisjaktConfigError(f"Connection {self.prisjakt_conn_id!r}: {err}") from None
-        mask_secret(settings.client_secret)
-        return settings
+        return connection_settings(self.get_connection(self.prisjakt_conn_id), self.prisjakt_conn_id, self._overrides)
 
     @property
     def base_url(self) -> str:
@@ -272,14 +320,6 @@ class PrisjaktHook(BaseHook):
         """The rate-limit status the last response reported, or ``None`` before any response."""
         return self._rate_limit
 
-    def user_agent(self) -> str:
-        """Return the User-Agent naming this provider, Airflow and requests versions."""
-        try:
-            from airflow import __version__ as airflow_version
-        except ImportError:  # pragma: no cover
-            airflow_version = "unknown"
-        return f"airflow-provider-prisjakt/{__version__} apache-airflow/{airflow_version} python-requests/{requests.__version__}"
-
     def get_conn(self) -> requests.Session:
         """Return the hook's pooled session, built on first use: auth, user agent and no redirects."""
         if self._session is None:
@@ -288,7 +328,7 @@ class PrisjaktHook(BaseHook):
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            session.headers["User-Agent"] = self.user_agent()
+            session.headers["User-Agent"] = user_agent()
             session.headers["Accept"] = "application/json, application/problem+json;q=0.9"
             session.auth = _PrisjaktAuth(self)
             self.log.debug("Prisjakt session for %s (auth %s)", settings.base_url, settings.auth_type)
@@ -313,12 +353,8 @@ class PrisjaktHook(BaseHook):
         try:
             response = requests.post(
                 settings.token_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": settings.client_id,
-                    "client_secret": settings.client_secret,
-                },
-                headers={"User-Agent": self.user_agent(), "Accept": "application/json"},
+                data=token_request_form(settings),
+                headers={"User-Agent": user_agent(), "Accept": "application/json"},
                 timeout=settings.timeout,
                 allow_redirects=False,
             )
@@ -326,23 +362,9 @@ class PrisjaktHook(BaseHook):
             raise PrisjaktServerError(
                 503, "Token endpoint unreachable", f"{type(err).__name__} calling the OAuth2 token URL"
             ) from None
-        if response.status_code != 200:
-            raise api_error_from_response(
-                response.status_code,
-                response.content,
-                reason=response.reason,
-                method="POST",
-                path=urlsplit(settings.token_url).path,
-            )
-        try:
-            payload = json.loads(response.content)
-            token = str(payload["access_token"])
-            expires_in = float(payload.get("expires_in") or 3600)
-        except (ValueError, KeyError, TypeError):
-            raise PrisjaktServerError(
-                response.status_code, "Unreadable token response", "the token endpoint did not return an access_token"
-            ) from None
-        mask_secret(token)
+        token, expires_in = parse_token_response(
+            response.status_code, response.content, response.reason, settings.token_url
+        )
         self.log.info("Obtained a Prisjakt OAuth2 token valid for %s s", int(expires_in))
         return _Token(token, time.monotonic() + max(0.0, expires_in - TOKEN_EXPIRY_MARGIN_SECONDS))
 
@@ -688,3 +710,60 @@ class PrisjaktHook(BaseHook):
         if "shop_user" not in roles:
             return False, f"Connected, but the client lacks the shop_user role needed to read data; roles: {names}"
         return True, f"Connected to {self.settings.base_url}; roles: {names}"
+
+
+class PrisjaktAsyncHook(BaseHook):
+    """
+    The small async side of the Prisjakt API, for triggers: one budget check that never blocks the loop.
+
+    :param prisjakt_conn_id: the connection to use.
+    """
+
+    conn_name_attr = "prisjakt_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "Prisjakt (async)"
+
+    def __init__(self, prisjakt_conn_id: str = DEFAULT_CONN_ID) -> None:
+        super().__init__()
+        self.prisjakt_conn_id = prisjakt_conn_id
+
+    async def get_settings(self) -> ConnectionSettings:
+        """Read the connection with Airflow's async-safe accessor and validate it."""
+        try:
+            from airflow.providers.common.compat.connection import get_async_connection
+        except ImportError:  # pragma: no cover - older common-compat
+            from asgiref.sync import sync_to_async
+
+            conn = await sync_to_async(self.get_connection)(self.prisjakt_conn_id)
+        else:
+            conn = await get_async_connection(self.prisjakt_conn_id, self)
+        return connection_settings(conn, self.prisjakt_conn_id)
+
+    async def get_rate_limit_status(self) -> RateLimitStatus | None:
+        """
+        Spend one request (``GET /clients/{client_id}``) to learn the client's current budget.
+
+        :return: the status, or ``None`` when the API sent no rate-limit headers.
+        :raises PrisjaktAPIError: when the API refuses the request (a 429 is not an error here).
+        """
+        import aiohttp
+
+        settings = await self.get_settings()
+        timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": user_agent()}) as session:
+            token = None
+            if settings.auth_type == "oauth2":
+                async with session.post(settings.token_url, data=token_request_form(settings)) as response:
+                    token, _ = parse_token_response(
+                        response.status, await response.read(), response.reason, settings.token_url
+                    )
+            url = f"{settings.base_url}/clients/{quote(settings.client_id, safe='')}"
+            async with session.get(url, headers=credential_headers(settings, token), allow_redirects=False) as response:
+                body = await response.read()
+                status = parse_rate_limit_headers(response.headers, datetime.now(UTC), settings.reset_header)
+                if response.status >= 400 and response.status != 429:
+                    raise api_error_from_response(
+                        response.status, body, reason=response.reason, method="GET", path=urlsplit(url).path
+                    )
+                return status

@@ -1,0 +1,323 @@
+"""The Prisjakt-side half shared by every export operator: parameters, window, deferral and summary."""
+
+from __future__ import annotations
+
+import tempfile
+from abc import abstractmethod
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
+
+from airflow_provider_prisjakt.connection import DEFAULT_CONN_ID
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.formats import validate_format
+from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+from airflow_provider_prisjakt.resources import get_resource
+from airflow_provider_prisjakt.transfers.export import (
+    DEFAULT_MAX_ROWS_PER_FILE,
+    ExportCheckpoint,
+    ExportPaused,
+    ExportRequest,
+    run_export,
+)
+from airflow_provider_prisjakt.windows import WindowError, format_api_time, to_utc
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_prisjakt.resources import Resource
+    from airflow_provider_prisjakt.transfers.sinks import Sink
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def parse_lookback(value: timedelta | int | float | str | None) -> timedelta:
+    """
+    Read ``lookback``: a timedelta, a number of seconds, or an ISO-8601 duration such as ``P30D``.
+
+    :raises ValueError: for anything else or a negative duration.
+    """
+    if value in (None, "", 0):
+        return timedelta(0)
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str):
+        import pendulum
+
+        try:
+            parsed = pendulum.parse(value.strip())
+        except Exception:
+            parsed = None
+        if not isinstance(parsed, timedelta):
+            raise ValueError(f"lookback must be a timedelta, seconds or an ISO-8601 duration like P30D, got {value!r}")
+        result = parsed
+    else:
+        raise ValueError(f"lookback must be a timedelta, seconds or an ISO-8601 duration, got {value!r}")
+    if result < timedelta(0):
+        raise ValueError("lookback must not be negative")
+    return result
+
+
+class PrisjaktExportOperator(BaseOperator):
+    """
+    Base class of the Prisjakt transfer operators; subclasses only build their destination sink.
+
+    :param resource: what to export: ``events`` (conversion events, default), ``purchase_summary``
+        (one row per currency per day), ``clicks`` (the click behind each event of the window,
+        de-duplicated) or ``pixels`` (the shop's pixels). (templated)
+    :param pixel_id: the pixel to read. (templated)
+    :param shop_id: the shop; without ``pixel_id`` every pixel of the shop is exported. (templated)
+    :param start: window start, inclusive; a datetime or ISO-8601 string. Defaults to the run's
+        data interval start. (templated)
+    :param end: window end, exclusive. Defaults to the run's data interval end. (templated)
+    :param lookback: re-read this much before ``start`` to pick up late conversions (a timedelta,
+        seconds or an ISO-8601 duration such as ``P30D``). (templated)
+    :param file_format: ``jsonl`` (default, records whole), ``csv`` or ``parquet`` (typed columns).
+    :param compression: ``gzip`` or ``None``.
+    :param max_rows_per_file: rows per part file before a new part starts.
+    :param prisjakt_conn_id: the Prisjakt connection. (templated)
+    :param deferrable: when the rate-limit budget runs out with a far reset, free the worker and
+        resume from a checkpoint after the reset, instead of failing. Defaults to the
+        ``[operators] default_deferrable`` setting.
+    """
+
+    template_fields: Sequence[str] = (
+        "resource",
+        "pixel_id",
+        "shop_id",
+        "start",
+        "end",
+        "lookback",
+        "prisjakt_conn_id",
+    )
+    ui_color = "#ff6a13"
+
+    def __init__(
+        self,
+        *,
+        resource: str = "events",
+        pixel_id: str | None = None,
+        shop_id: int | str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        lookback: timedelta | int | float | str | None = None,
+        file_format: str = "jsonl",
+        compression: str | None = None,
+        max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
+        prisjakt_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.resource = resource
+        self.pixel_id = pixel_id
+        self.shop_id = shop_id
+        self.start = start
+        self.end = end
+        self.lookback = lookback
+        self.file_format = file_format
+        self.compression = compression
+        self.max_rows_per_file = max_rows_per_file
+        self.prisjakt_conn_id = prisjakt_conn_id
+        self.deferrable = deferrable
+        # Checks that need no I/O fail at parse time, so a typo never reaches a worker.
+        validate_format(file_format, compression)
+        if max_rows_per_file < 1:
+            raise ValueError("max_rows_per_file must be at least 1")
+        if not _is_template(resource):
+            get_resource(resource)
+        if not _is_template(lookback) and not isinstance(lookback, str):
+            parse_lookback(lookback)
+        self._output_uri: str | None = None
+
+    @cached_property
+    def hook(self) -> PrisjaktHook:
+        """The Prisjakt hook of this task."""
+        return PrisjaktHook(prisjakt_conn_id=self.prisjakt_conn_id)
+
+    @abstractmethod
+    def build_sink(self, resource: Resource, extracted_at: datetime, spool_dir: str) -> Sink:
+        """Return the sink that writes this task's output."""
+
+    def check_destination(self, resource: Resource) -> None:
+        """Validate destination arguments before any request is sent; subclasses extend this."""
+
+    # -- window ------------------------------------------------------------------------------------
+
+    def resolve_window(self, context: Context) -> tuple[datetime, datetime]:
+        """
+        Return the window to export: ``start``/``end`` if given, else the run's data interval.
+
+        :raises PrisjaktConfigError: for an empty, reversed or future window, with how to fix it.
+        """
+        try:
+            start = to_utc(self.start, "start") if self.start not in (None, "") else None
+            end = to_utc(self.end, "end") if self.end not in (None, "") else None
+            lookback = parse_lookback(self.lookback)
+        except (WindowError, ValueError) as err:
+            raise PrisjaktConfigError(str(err)) from None
+        if start is None:
+            start = _context_time(context, "data_interval_start")
+        if end is None:
+            end = _context_time(context, "data_interval_end")
+        if start is None or end is None or start == end:
+            raise PrisjaktConfigError(
+                "The export window is empty: this run has no data interval (or a zero-length one, as "
+                "Airflow 3's default cron timetable gives). Pass start= and end= (for example "
+                "'{{ macros.ds_add(ds, -1) }}' and '{{ ds }}'), or schedule the DAG with a "
+                "data-interval timetable such as CronDataIntervalTimetable."
+            )
+        start -= lookback
+        if start > end:
+            raise PrisjaktConfigError(f"start ({format_api_time(start)}) must be before end ({format_api_time(end)})")
+        now = datetime.now(UTC)
+        if start > now + FUTURE_TOLERANCE:
+            raise PrisjaktConfigError(
+                f"The window starts in the future ({format_api_time(start)}); no events exist there yet"
+            )
+        return start, end
+
+    # -- execution ---------------------------------------------------------------------------------
+
+    def export_request(self, start: datetime, end: datetime) -> ExportRequest:
+        """Build the :class:`ExportRequest` of this task for a window."""
+        resource = get_resource(self.resource)
+        if resource.needs_pixel and not self.pixel_id and self.shop_id in (None, ""):
+            raise PrisjaktConfigError("Give pixel_id, or shop_id to export every pixel of the shop")
+        if not resource.needs_pixel and self.shop_id in (None, ""):
+            raise PrisjaktConfigError("resource='pixels' needs shop_id")
+        return ExportRequest(
+            resource=resource,
+            start=start,
+            end=end,
+            pixel_id=str(self.pixel_id) if self.pixel_id else None,
+            shop_id=self.shop_id if self.shop_id not in (None, "") else None,
+            max_rows_per_file=self.max_rows_per_file,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Export the window and return a summary (rows, parts, requests, waits); never the data."""
+        try:
+            resource = get_resource(self.resource)
+        except ValueError as err:
+            raise PrisjaktConfigError(str(err)) from None
+        self.check_destination(resource)
+        start, end = self.resolve_window(context)
+        self.log.info(
+            "Exporting Prisjakt %s from %s to %s", self.resource, format_api_time(start), format_api_time(end)
+        )
+        return self._export(self.export_request(start, end), None)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Resume the export after a rate-limit deferral, from the checkpoint the trigger echoed back."""
+        if not event or event.get("status") != "success":
+            message = (event or {}).get("message", "no event")
+            raise AirflowException(f"Waiting for the Prisjakt rate limit failed: {message}")
+        state = event.get("resume") or kwargs.get("resume")
+        if not state:
+            raise AirflowException("The deferral event carries no export checkpoint to resume from")
+        request = self.export_request(to_utc(state["start"], "start"), to_utc(state["end"], "end"))
+        checkpoint = ExportCheckpoint.from_dict(state["checkpoint"])
+        self.log.info("Resuming the export after %s rows (%s parts staged)", checkpoint.rows, len(checkpoint.parts))
+        return self._export(request, checkpoint)
+
+    def _export(self, request: ExportRequest, checkpoint: ExportCheckpoint | None) -> dict[str, Any]:
+        extracted_at = (
+            datetime.fromisoformat(checkpoint.extracted_at)
+            if checkpoint and checkpoint.extracted_at
+            else datetime.now(UTC).replace(microsecond=0)
+        )
+        with tempfile.TemporaryDirectory(prefix="prisjakt-export-") as spool_dir:
+            sink = self.build_sink(request.resource, extracted_at, spool_dir)
+            self._output_uri = sink.describe()
+            try:
+                manifest = run_export(
+                    self.hook,
+                    request,
+                    sink,
+                    extracted_at=extracted_at,
+                    checkpoint=checkpoint,
+                    pause_on_rate_limit=self.deferrable,
+                )
+            except ExportPaused as paused:
+                self._defer(request, paused)
+        return self.summarize(manifest, sink)
+
+    def _defer(self, request: ExportRequest, paused: ExportPaused) -> None:
+        from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
+
+        resume = {
+            "start": request.start.isoformat(),
+            "end": request.end.isoformat(),
+            "checkpoint": paused.checkpoint.to_dict(),
+        }
+        resume_at = paused.resume_at or datetime.now(UTC)
+        self.log.info("Deferring until the Prisjakt rate limit resets at %s", resume_at.isoformat())
+        self.defer(
+            trigger=PrisjaktRateLimitTrigger(
+                prisjakt_conn_id=self.prisjakt_conn_id,
+                reset_at=resume_at.isoformat(),
+                min_remaining=1,
+                resume=resume,
+            ),
+            method_name="execute_complete",
+            kwargs={"resume": resume},
+        )
+
+    def summarize(self, manifest: dict[str, Any], sink: Sink) -> dict[str, Any]:
+        """Return the small summary pushed to XCom: counts and locations, never records."""
+        counters = manifest.get("counters", {})
+        return {
+            "resource": manifest["resource"],
+            "window": manifest["window"],
+            "rows": manifest["rows"],
+            "files": len(manifest["parts"]),
+            "destination": sink.describe(),
+            "requests": int(counters.get("requests", 0)),
+            "retries": int(counters.get("retries", 0)),
+            "rate_limited": int(counters.get("rate_limited", 0)),
+            "waits": int(counters.get("waits", 0)),
+            "seconds_waited": counters.get("seconds_waited", 0.0),
+            "deferrals": int(counters.get("deferrals", 0)),
+        }
+
+    # -- lineage -----------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Report the Prisjakt input dataset and the written output dataset to OpenLineage."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        subject = f"pixels/{self.pixel_id}" if self.pixel_id else f"shops/{self.shop_id}"
+        inputs = [Dataset(namespace=self.hook.base_url, name=f"{subject}/{self.resource}")]
+        outputs = []
+        if self._output_uri:
+            namespace, name = _split_uri(self._output_uri)
+            outputs.append(Dataset(namespace=namespace, name=name))
+        return OperatorLineage(inputs=inputs, outputs=outputs)
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    scheme, _, rest = uri.partition("://")
+    authority, _, path = rest.partition("/")
+    return f"{scheme}://{authority}", path or "/"
+
+
+def _context_time(context: Context, key: str) -> datetime | None:
+    value: Any = context.get(key)  # type: ignore[call-overload]
+    if value is None:
+        return None
+    try:
+        return to_utc(value, key)
+    except WindowError:
+        return None
+

@@ -1,0 +1,250 @@
+"""
+Destinations of an export, as small sink objects.
+
+Every sink stages what a run writes and publishes it only in :meth:`Sink.commit`, so a failed run
+leaves the destination as it was and a re-run of the same window replaces the previous output.
+File-like destinations (S3, GCS, a local folder) share :class:`ObjectStoreSink`; each supplies five
+storage primitives. The SQL sink lives beside its operator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_prisjakt.formats import PartFile, PartWriter, file_digest, open_part_writer, part_name
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from airflow_provider_prisjakt.resources import Resource
+
+MANIFEST_NAME = "_manifest.json"
+STAGING_DIR = "_staging"
+PART_PATTERN = re.compile(r"^part-\d{5}\.(jsonl|csv)(\.gz)?$|^part-\d{5}\.parquet$")
+
+
+class Sink(ABC):
+    """
+    Where an export's rows go. The export loop calls, in order:
+
+    :meth:`begin` once per run (and once per resume), then for each part :meth:`open_part`,
+    :meth:`write_rows` any number of times and :meth:`close_part`; at the end :meth:`commit`, or
+    :meth:`abort` when the run fails.
+    """
+
+    #: Whether parts rotate at ``max_rows_per_file`` (files) or not (tables).
+    rotates_parts: bool = True
+
+    @abstractmethod
+    def begin(self, *, resume: bool) -> None:
+        """Prepare the destination; drop leftovers of a failed earlier attempt unless resuming."""
+
+    @abstractmethod
+    def open_part(self, number: int) -> None:
+        """Start part ``number``."""
+
+    @abstractmethod
+    def write_rows(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append API records to the open part."""
+
+    @abstractmethod
+    def close_part(self) -> dict[str, Any]:
+        """Finish the open part, stage it, and return its manifest entry."""
+
+    @abstractmethod
+    def commit(self, manifest: dict[str, Any]) -> None:
+        """Publish everything staged, remove stale output of earlier runs, and record the manifest."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Remove what this run staged; the published output stays as it was."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Return the destination as a URI, for logs, summaries and lineage."""
+
+
+class ObjectStoreSink(Sink):
+    """
+    A sink writing part files under a prefix of an object store or folder.
+
+    Parts are written to a local spool file, uploaded to ``<prefix>/_staging/`` when finished, and
+    at commit copied to ``<prefix>/part-NNNNN.<ext>``; parts of an earlier, longer run are then
+    deleted and ``_manifest.json`` (rows, parts and their SHA-256) is written last, so a reader can
+    tell a complete window from a half-written one.
+
+    :param prefix: the folder-like prefix of the window's output.
+    :param resource: the resource exported.
+    :param file_format: ``jsonl``, ``csv`` or ``parquet``.
+    :param compression: ``gzip`` or ``None``.
+    :param extracted_at: the ``_extracted_at`` value of this run.
+    :param spool_dir: a local folder for part files in progress.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        resource: Resource,
+        file_format: str,
+        compression: str | None,
+        extracted_at: datetime,
+        spool_dir: str,
+    ) -> None:
+        self.prefix = prefix.strip("/")
+        self.resource = resource
+        self.file_format = file_format
+        self.compression = compression
+        self.extracted_at = extracted_at
+        self.spool_dir = spool_dir
+        self._writer: PartWriter | None = None
+        self._part_name: str | None = None
+
+    # Storage primitives, keyed by full object keys.
+    @abstractmethod
+    def upload_file(self, local_path: str, key: str) -> None:
+        """Upload a local file to ``key``, replacing it."""
+
+    @abstractmethod
+    def upload_text(self, text: str, key: str) -> None:
+        """Write ``text`` to ``key``, replacing it."""
+
+    @abstractmethod
+    def copy_object(self, source_key: str, dest_key: str) -> None:
+        """Copy an object within the store, replacing the destination."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Return every key under ``prefix`` (recursively)."""
+
+    @abstractmethod
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete objects; missing ones are ignored."""
+
+    def key(self, *names: str) -> str:
+        """Return the full key of a name below the prefix."""
+        return "/".join(part for part in (self.prefix, *names) if part)
+
+    def _staged(self) -> list[str]:
+        return self.list_keys(self.key(STAGING_DIR) + "/")
+
+    def begin(self, *, resume: bool) -> None:
+        """Drop staged parts of a failed earlier attempt, unless resuming this one."""
+        if not resume:
+            self.delete_keys(self._staged())
+
+    def open_part(self, number: int) -> None:
+        """Start a local spool file for part ``number``."""
+        self._part_name = part_name(number, self.file_format, self.compression)
+        path = os.path.join(self.spool_dir, self._part_name)
+        self._writer = open_part_writer(self.file_format, path, self.resource, self.extracted_at, self.compression)
+
+    def _open_writer(self) -> PartWriter:
+        if self._writer is None:
+            raise RuntimeError("open_part must be called before writing")
+        return self._writer
+
+    def write_rows(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append records to the spool file."""
+        self._open_writer().write(records)
+
+    def close_part(self) -> dict[str, Any]:
+        """Finish the spool file, upload it to the staging area and remove it locally."""
+        writer = self._open_writer()
+        writer.close()
+        size, sha256 = file_digest(writer.path)
+        part = PartFile(self._part_name or "", writer.path, writer.rows, size, sha256)
+        self.upload_file(part.path, self.key(STAGING_DIR, part.name))
+        os.remove(part.path)
+        self._writer = None
+        return part.manifest_entry()
+
+    def commit(self, manifest: dict[str, Any]) -> None:
+        """Publish the staged parts, delete stale parts, then write the manifest last."""
+        names = [part["name"] for part in manifest["parts"]]
+        # Readers trust the manifest: drop the old one first, so a window is never both old and new.
+        self.delete_keys([self.key(MANIFEST_NAME)])
+        for name in names:
+            self.copy_object(self.key(STAGING_DIR, name), self.key(name))
+        keep = set(names)
+        folder = self.key() + "/" if self.prefix else ""
+        stale = []
+        for key in self.list_keys(folder):
+            name = key[len(folder) :]
+            if "/" not in name and PART_PATTERN.match(name) and name not in keep:
+                stale.append(key)
+        self.delete_keys(stale)
+        self.upload_text(json.dumps(manifest, indent=2, sort_keys=True), self.key(MANIFEST_NAME))
+        self.delete_keys(self._staged())
+
+    def abort(self) -> None:
+        """Delete the local spool file and everything staged by this run."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                if os.path.exists(self._writer.path):
+                    os.remove(self._writer.path)
+                self._writer = None
+        self.delete_keys(self._staged())
+
+
+class LocalFolderSink(ObjectStoreSink):
+    """An :class:`ObjectStoreSink` over a local folder: ``key`` is a path below ``root``."""
+
+    def __init__(self, *, root: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key)
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        """Copy a spool file into the folder, atomically replacing the target."""
+        target = self._path(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(local_path, target + ".tmp")
+        os.replace(target + ".tmp", target)
+
+    def upload_text(self, text: str, key: str) -> None:
+        """Write a text file atomically."""
+        target = self._path(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(target + ".tmp", target)
+
+    def copy_object(self, source_key: str, dest_key: str) -> None:
+        """Copy a file within the folder."""
+        self.upload_file(self._path(source_key), dest_key)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Return the keys of every file below ``prefix``."""
+        base = self._path(prefix)
+        folder = base if base.endswith(os.sep) or os.path.isdir(base) else os.path.dirname(base)
+        if not os.path.isdir(folder):
+            return []
+        keys = []
+        for directory, _, files in os.walk(folder):
+            for name in files:
+                key = os.path.relpath(os.path.join(directory, name), self.root).replace(os.sep, "/")
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete files; missing ones are ignored."""
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path(key))
+
+    def describe(self) -> str:
+        """Return ``file://<root>/<prefix>``."""
+        return f"file://{os.path.abspath(self._path(self.prefix))}"
