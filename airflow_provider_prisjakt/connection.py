@@ -260,7 +260,10 @@ def settings_from_connection(
         values[field.name] = _coerce(field, raw if raw is not None else extra_value(extra, field.name))
     if values["max_retries"] < 1:
         values["max_retries"] = 1
-    base_url = build_base_url(host, schema, port, extra_value(extra, "protocol"))
+    try:
+        base_url = build_base_url(host, schema, port, extra_value(extra, "protocol"))
+    except ValueError as err:
+        raise ConnectionSettingsError(f"The API base URL (host {host!r}, port {port!r}) is not usable: {err}") from None
     check_url_may_carry_credentials(base_url, "API base URL")
     if values["auth_type"] == "oauth2":
         check_url_may_carry_credentials(values["token_url"], "OAuth2 token URL")

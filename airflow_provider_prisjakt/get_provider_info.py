@@ -26,6 +26,24 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_prisjakt.hooks.prisjakt"]}],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_prisjakt.sensors.prisjakt"]}
+        ],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_prisjakt.triggers.prisjakt"]}
+        ],
+        "transfers": [
+            {
+                "source-integration-name": INTEGRATION,
+                "target-integration-name": "Amazon Simple Storage Service (S3)",
+                "python-module": "airflow_provider_prisjakt.transfers.prisjakt_to_s3",
+            },
+            {
+                "source-integration-name": INTEGRATION,
+                "target-integration-name": "Google Cloud Storage (GCS)",
+                "python-module": "airflow_provider_prisjakt.transfers.prisjakt_to_gcs",
+            },
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

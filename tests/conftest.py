@@ -8,17 +8,43 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-_HOME = tempfile.mkdtemp(prefix="prisjakt-airflow-home-")
-os.environ.setdefault("AIRFLOW_HOME", _HOME)
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{os.environ['AIRFLOW_HOME']}/airflow.db")
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "example_dags"))
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="prisjakt-airflow-home-"))
+# dag.test() on Airflow 3 syncs DAGs from the dags folder, so every DAG a test runs must be a file
+# there: the example DAGs and the test DAGs are copied into one throwaway folder.
+DAGS_FOLDER = _HOME / "dags"
+DAGS_FOLDER.mkdir()
+for source in [
+    *sorted((REPO_ROOT / "example_dags").glob("*.py")),
+    *sorted((REPO_ROOT / "tests" / "dags").glob("*.py")),
+]:
+    shutil.copy(source, DAGS_FOLDER / source.name)
+
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Create the throwaway Airflow metadata database once per session (needed by dag.test())."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=os.environ.copy(), capture_output=True
+    )
+    return _HOME / "airflow.db"
+
 
 # Every secret a test hands to the provider is added here; no log record may ever contain one.
 KNOWN_SECRETS: set[str] = set()

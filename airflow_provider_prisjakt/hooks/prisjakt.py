@@ -145,7 +145,11 @@ def credential_headers(settings: ConnectionSettings, bearer_token: str | None = 
 
 def token_request_form(settings: ConnectionSettings) -> dict[str, str]:
     """Return the OAuth2 client-credentials form sent to the token URL."""
-    return {"grant_type": "client_credentials", "client_id": settings.client_id, "client_secret": settings.client_secret}
+    return {
+        "grant_type": "client_credentials",
+        "client_id": settings.client_id,
+        "client_secret": settings.client_secret,
+    }
 
 
 def parse_token_response(status: int, content: bytes, reason: str | None, token_url: str) -> tuple[str, float]:

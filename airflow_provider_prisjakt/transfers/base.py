@@ -320,4 +320,3 @@ def _context_time(context: Context, key: str) -> datetime | None:
         return to_utc(value, key)
     except WindowError:
         return None
-

@@ -255,9 +255,7 @@ def resolve_targets(hook: PrisjaktHook, request: ExportRequest) -> list[str]:
     return pixels
 
 
-def _add_counters(
-    base: Mapping[str, float], hook: PrisjaktHook, baseline: Mapping[str, float]
-) -> dict[str, float]:
+def _add_counters(base: Mapping[str, float], hook: PrisjaktHook, baseline: Mapping[str, float]) -> dict[str, float]:
     """Add the hook's traffic since ``baseline`` to the counters carried over from earlier runs."""
     totals = dict(base)
     for name, value in hook.stats.to_dict().items():

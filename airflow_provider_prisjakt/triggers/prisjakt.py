@@ -99,7 +99,9 @@ class PrisjaktRateLimitTrigger(BaseTrigger):
                 )
                 return
             self.log.info(
-                "Budget still at %s (need %s); checking again after the next reset", status.remaining, self.min_remaining
+                "Budget still at %s (need %s); checking again after the next reset",
+                status.remaining,
+                self.min_remaining,
             )
             reset_at = status.reset_at
             if reset_at is None or reset_at <= datetime.now(UTC):
