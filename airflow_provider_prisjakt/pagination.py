@@ -8,6 +8,7 @@ lose pages.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,3 +268,36 @@ def extract_records(body: Any, records_key: str | None = None) -> list[Any]:
         return lists[0]
     names = ", ".join(sorted(str(key) for key in body)[:10]) or "none"
     raise UnexpectedBodyError(f"could not find the list of records in the response (members: {names})")
+
+
+class RecentKeys:
+    """
+    A bounded memory of the most recent record keys, to drop records repeated by shifting pages.
+
+    The API's pages are not stable: events arriving while a client pages shift later pages, so a
+    few records of one page show up again at the start of the next. Remembering the last
+    ``capacity`` keys catches those repeats with memory that stays flat however long the export.
+
+    :param capacity: how many keys to remember.
+    :param initial: keys already seen (e.g. from a checkpoint), oldest first.
+    """
+
+    def __init__(self, capacity: int, initial: Iterable[str] = ()) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[str, None] = OrderedDict((key, None) for key in initial)
+
+    def first_time(self, key: Any) -> bool:
+        """Return True and remember ``key`` unless it was seen recently; ``None`` is always new."""
+        if key is None:
+            return True
+        text = str(key)
+        if text in self._keys:
+            return False
+        self._keys[text] = None
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return True
+
+    def snapshot(self) -> list[str]:
+        """Return the remembered keys, oldest first."""
+        return list(self._keys)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,13 @@ from airflow_provider_prisjakt.exceptions import (
     PrisjaktServerError,
     api_error_from_response,
 )
-from airflow_provider_prisjakt.pagination import PaginationError, extract_records, next_page_url, same_origin
+from airflow_provider_prisjakt.pagination import (
+    PaginationError,
+    RecentKeys,
+    extract_records,
+    next_page_url,
+    same_origin,
+)
 from airflow_provider_prisjakt.ratelimit import (
     Action,
     PacingDecision,
@@ -207,25 +212,6 @@ class _PrisjaktAuth(requests.auth.AuthBase):
         token = self.hook._bearer_token() if settings.auth_type == "oauth2" else None
         request.headers.update(credential_headers(settings, token))
         return request
-
-
-@dataclass
-class _Dedup:
-    """Remembers the most recent ids, so a record repeated by shifting pages is dropped."""
-
-    capacity: int = DEDUP_MEMORY
-    _ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-
-    def first_time(self, record_id: Any) -> bool:
-        if record_id is None:
-            return True
-        key = str(record_id)
-        if key in self._ids:
-            return False
-        self._ids[key] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return True
 
 
 class PrisjaktHook(BaseHook):
@@ -610,7 +596,7 @@ class PrisjaktHook(BaseHook):
         self, path: str, params: Mapping[str, Any] | None = None, *, records_key: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Yield every record of a list endpoint across all pages, dropping records repeated by shifting pages."""
-        dedup = _Dedup()
+        dedup = RecentKeys(DEDUP_MEMORY)
         for page in self.iter_pages(path, params, records_key=records_key):
             for record in page.records:
                 if dedup.first_time(record.get("id") if isinstance(record, dict) else None):
@@ -656,7 +642,7 @@ class PrisjaktHook(BaseHook):
 
         Windows longer than the API's 60 days are split into consecutive chunks.
         """
-        dedup = _Dedup()
+        dedup = RecentKeys(DEDUP_MEMORY)
         path = self.events_path(pixel_id)
         for chunk_start, chunk_end in self.window_chunks(start, end):
             for page in self.iter_pages(path, self.window_params(chunk_start, chunk_end)):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt import __version__
 from airflow_provider_prisjakt.exceptions import PrisjaktError, PrisjaktNotFoundError, PrisjaktRateLimitError
+from airflow_provider_prisjakt.pagination import RecentKeys
 from airflow_provider_prisjakt.windows import format_api_time
 
 if TYPE_CHECKING:
@@ -121,25 +121,6 @@ class ExportRequest:
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE
 
 
-class _RecentIds:
-    """A bounded memory of recently written ids: pages shifted by new events repeat a few records."""
-
-    def __init__(self, initial: Sequence[str] = ()) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict((i, None) for i in initial)
-
-    def first_time(self, key: Any) -> bool:
-        text = str(key)
-        if text in self._ids:
-            return False
-        self._ids[text] = None
-        if len(self._ids) > RECENT_IDS_KEPT:
-            self._ids.popitem(last=False)
-        return True
-
-    def snapshot(self) -> list[str]:
-        return list(self._ids)
-
-
 def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """Split ``[start, end)`` at UTC midnights: one window per calendar day touched."""
     windows = []
@@ -157,14 +138,15 @@ Batch = tuple[list[dict[str, Any]], Cursor]
 class _Source:
     """Reads one resource from the API as batches of records, each with the cursor after it."""
 
-    def __init__(self, hook: PrisjaktHook, request: ExportRequest, recent: _RecentIds) -> None:
+    def __init__(self, hook: PrisjaktHook, request: ExportRequest, recent: RecentKeys) -> None:
         self.hook = hook
         self.request = request
         self.recent = recent
 
     def _fresh(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        key_of = self.request.resource.key_of
-        return [record for record in records if self.recent.first_time(key_of(record))]
+        """Drop records already written; API records carry their key as ``id``."""
+        first_time = self.recent.first_time
+        return [record for record in records if first_time(record.get("id"))]
 
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         name = self.request.resource.name
@@ -288,7 +270,7 @@ def run_export(
     if checkpoint is None:
         checkpoint = ExportCheckpoint(targets=resolve_targets(hook, request), extracted_at=extracted_at.isoformat())
     baseline = hook.stats.to_dict()
-    recent = _RecentIds(checkpoint.recent_ids)
+    recent = RecentKeys(RECENT_IDS_KEPT, checkpoint.recent_ids)
     source = _Source(hook, request, recent)
     sink.begin(resume=resume)
     part_open = False
