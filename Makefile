@@ -7,7 +7,11 @@ CONSTRAINTS ?= requirements/constraints-airflow-3.3.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: venv test lint typecheck unit demo clean
+COMPAT_VENV ?= .venv-2.11
+COMPAT_AIRFLOW_VERSION ?= 2.11.2
+COMPAT_CONSTRAINTS ?= requirements/constraints-airflow-2.11.txt
+
+.PHONY: venv test test-compat lint typecheck unit demo clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS) scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
@@ -29,6 +33,11 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest
 
+## The same test suite on the oldest supported Airflow (2.11), in a second venv.
+test-compat:
+	$(MAKE) --no-print-directory VENV=$(COMPAT_VENV) AIRFLOW_VERSION=$(COMPAT_AIRFLOW_VERSION) CONSTRAINTS=$(COMPAT_CONSTRAINTS) venv
+	$(COMPAT_VENV)/bin/pytest
+
 ## Unit tests only (no network, no services).
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -38,4 +47,4 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) .mypy_cache .ruff_cache build *.egg-info
