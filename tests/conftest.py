@@ -72,17 +72,30 @@ class _RecordEverything(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def no_secret_in_logs() -> Iterator[None]:
-    """Capture every log record at DEBUG during each test and fail if a known secret shows up."""
+def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """
+    Fail a test whose log output contains a known secret.
+
+    Records are captured at DEBUG from the standard logging tree, and the test's stdout and stderr
+    are read too: on Airflow 3, task and hook loggers write through structlog to stdout.
+    """
     handler = _RecordEverything()
     root = logging.getLogger()
     previous_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    uses_own_capture = bool({"capsys", "capfd", "capsysbinary", "capfdbinary"} & set(request.fixturenames))
+    capture = None if uses_own_capture else request.getfixturevalue("capsys")
     try:
         yield
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
+        if capture is not None:
+            out, err = capture.readouterr()
+            handler.lines.extend((out, err))
+            # Hand the output back to pytest, so a failing test still shows it.
+            sys.stdout.write(out)
+            sys.stderr.write(err)
     leaked = [secret for secret in KNOWN_SECRETS if any(secret in line for line in handler.lines)]
     assert not leaked, f"{len(leaked)} secret(s) appeared in log output"
