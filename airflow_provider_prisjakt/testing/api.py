@@ -403,7 +403,7 @@ class Api:
         raw_shop: str,
     ) -> Reply:
         self._require_reader(config, client, None)
-        if not raw_shop.isdigit():
+        if not raw_shop.lstrip("-").isdigit():
             raise _bad_request(config, "shop_id", "invalid integer", raw_shop)
         shop_id = int(raw_shop)
         pixels = self.state.seed_data.shops.get(shop_id)
