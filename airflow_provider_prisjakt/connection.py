@@ -21,6 +21,7 @@ DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 AUTH_TYPES = ("headers", "oauth2")
 RESET_HEADER_STYLES = ("auto", "duration", "epoch")
+MASKED_VALUE = "***"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class ExtraField:
     :param default: the value used when the field is empty.
     :param description: help text under the field.
     :param choices: allowed values, for string fields with a fixed set.
+    :param prefill: whether the form pre-fills the default. Airflow's UI masks the value of any
+        extra whose name contains "token" and would save the mask, so ``token_url`` is not pre-filled.
     """
 
     name: str
@@ -42,6 +45,7 @@ class ExtraField:
     default: Any
     description: str
     choices: tuple[str, ...] = ()
+    prefill: bool = True
 
 
 CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
@@ -115,7 +119,7 @@ def conn_fields() -> dict[str, dict[str, Any]]:
     declared: dict[str, dict[str, Any]] = {}
     for field in CONNECTION_EXTRA_FIELDS:
         schema: dict[str, Any] = {"type": [field.kind, "null"]}
-        if field.default is not None:
+        if field.default is not None and field.prefill:
             schema["default"] = field.default
         if field.choices:
             schema["enum"] = [*field.choices, None]
@@ -169,9 +173,10 @@ def build_base_url(
 def extra_value(extra: Mapping[str, Any], name: str) -> Any:
     """Read an extra by its plain name or the ``extra__prisjakt__`` prefixed name older UIs stored."""
     value = extra.get(name)
-    if value in (None, ""):
+    if value in (None, "", MASKED_VALUE):
         value = extra.get(f"extra__{CONN_TYPE}__{name}")
-    return None if value == "" else value
+    # A form saved with a masked pre-filled value stores the mask itself: treat it as empty.
+    return None if value in ("", MASKED_VALUE) else value
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,11 @@ def get_provider_info() -> dict[str, Any]:
                 "target-integration-name": "Google Cloud Storage (GCS)",
                 "python-module": "airflow_provider_prisjakt.transfers.prisjakt_to_gcs",
             },
+            {
+                "source-integration-name": INTEGRATION,
+                "target-integration-name": "Common SQL",
+                "python-module": "airflow_provider_prisjakt.transfers.prisjakt_to_sql",
+            },
         ],
         "connection-types": [
             {

@@ -43,7 +43,7 @@ def report(warehouse: Path, sandbox: PrisjaktSandbox, seconds: float) -> None:
     with sqlite3.connect(warehouse) as db:
         print("\nRows per table")
         for table in TABLES:
-            (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608 - fixed names
+            (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
             print(f"  {table:<28} {count:>7}")
         print("\nPurchases and revenue per currency per day (all pixels)")
         print(f"  {'day':<12}{'currency':<10}{'purchases':>10}{'revenue':>14}{'cost of sales':>15}")

@@ -274,7 +274,10 @@ class PrisjaktHook(BaseHook):
 
         widgets: dict[str, Any] = {}
         for extra in CONNECTION_EXTRA_FIELDS:
-            kwargs: dict[str, Any] = {"description": extra.description, "default": extra.default}
+            kwargs: dict[str, Any] = {
+                "description": extra.description,
+                "default": extra.default if extra.prefill else None,
+            }
             if BS3TextFieldWidget is not None:
                 kwargs["widget"] = BS3TextFieldWidget()
             if extra.kind == "integer":
@@ -734,26 +737,56 @@ class PrisjaktAsyncHook(BaseHook):
         """
         Spend one request (``GET /clients/{client_id}``) to learn the client's current budget.
 
+        Transient failures (5xx, 408, resets, timeouts) are retried like :meth:`PrisjaktHook.send`
+        does, with :func:`backoff_seconds` waits, for at most ``max_retries`` tries.
+
         :return: the status, or ``None`` when the API sent no rate-limit headers.
-        :raises PrisjaktAPIError: when the API refuses the request (a 429 is not an error here).
+        :raises PrisjaktAPIError: when the API refuses the request (a 429 is not an error here), or
+            retries run out.
         """
+        import asyncio
+
         import aiohttp
 
         settings = await self.get_settings()
         timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        url = f"{settings.base_url}/clients/{quote(settings.client_id, safe='')}"
+        path = urlsplit(url).path
+        attempt = 0
         async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": user_agent()}) as session:
-            token = None
-            if settings.auth_type == "oauth2":
-                async with session.post(settings.token_url, data=token_request_form(settings)) as response:
-                    token, _ = parse_token_response(
-                        response.status, await response.read(), response.reason, settings.token_url
+            while True:
+                retry_after: float | None = None
+                last_error: PrisjaktAPIError | None = None
+                try:
+                    token = None
+                    if settings.auth_type == "oauth2":
+                        async with session.post(settings.token_url, data=token_request_form(settings)) as response:
+                            token, _ = parse_token_response(
+                                response.status, await response.read(), response.reason, settings.token_url
+                            )
+                    async with session.get(
+                        url, headers=credential_headers(settings, token), allow_redirects=False
+                    ) as response:
+                        body = await response.read()
+                        status = parse_rate_limit_headers(response.headers, datetime.now(UTC), settings.reset_header)
+                        if response.status < 400 or response.status == 429:
+                            return status
+                        last_error = api_error_from_response(
+                            response.status, body, reason=response.reason, method="GET", path=path
+                        )
+                        if not _is_transient_status(response.status):
+                            raise last_error
+                        failure = f"HTTP {response.status}"
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    failure = type(err).__name__
+                attempt += 1
+                if attempt >= settings.max_retries:
+                    if last_error is not None:
+                        raise last_error
+                    raise PrisjaktServerError(
+                        503, "Request failed", f"{failure} on each of {attempt} tries", method="GET", path=path
                     )
-            url = f"{settings.base_url}/clients/{quote(settings.client_id, safe='')}"
-            async with session.get(url, headers=credential_headers(settings, token), allow_redirects=False) as response:
-                body = await response.read()
-                status = parse_rate_limit_headers(response.headers, datetime.now(UTC), settings.reset_header)
-                if response.status >= 400 and response.status != 429:
-                    raise api_error_from_response(
-                        response.status, body, reason=response.reason, method="GET", path=urlsplit(url).path
-                    )
-                return status
+                wait = backoff_seconds(attempt, retry_after)
+                self.log.warning("GET %s failed with %s; retry %s in %.1f s", path, failure, attempt, wait)
+                await asyncio.sleep(wait)
