@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.resources import raw_json
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 FILE_FORMATS = ("jsonl", "csv", "parquet")
 COMPRESSIONS = ("gzip",)
 _HASH_CHUNK = 1024 * 1024
+#: Fractional digits of Parquet decimal columns; the exact value always stays in ``raw``.
+DECIMAL_SCALE = 9
+_DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
+_DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
 
 
 def validate_format(file_format: str, compression: str | None) -> None:
@@ -87,11 +91,26 @@ def file_digest(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+class _GzipPartFile(gzip.GzipFile):
+    """
+    A gzip file written with mtime 0 and no file name in the header, so the same rows give
+    byte-identical files; unlike a plain ``GzipFile`` on a file object, closing it closes the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._target = open(path, "wb")  # noqa: SIM115
+        super().__init__(filename="", mode="wb", fileobj=self._target, mtime=0)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._target.close()
+
+
 def _open_text(path: str, compression: str | None) -> IO[str]:
     if compression == "gzip":
-        # mtime=0 and no file name in the header: the same rows give byte-identical files.
-        binary = gzip.GzipFile(filename="", mode="wb", fileobj=open(path, "wb"), mtime=0)  # noqa: SIM115
-        return io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        return io.TextIOWrapper(_GzipPartFile(path), encoding="utf-8", newline="")
     return open(path, "w", encoding="utf-8", newline="")
 
 
@@ -180,11 +199,17 @@ def arrow_schema(resource: Resource) -> Any:
         "string": pa.string(),
         "json": pa.string(),
         "integer": pa.int64(),
-        "decimal": pa.decimal128(38, 9),
+        "decimal": pa.decimal128(38, DECIMAL_SCALE),
         "timestamp": pa.timestamp("us", tz="UTC"),
         "date": pa.date32(),
     }
     return pa.schema([pa.field(c.name, types[c.kind], nullable=c.nullable) for c in resource.all_columns])
+
+
+def _fit_decimal(value: Decimal | None) -> Decimal | None:
+    if value is None or not value.is_finite():
+        return None  # NaN and infinities have no decimal128 form; ``raw`` keeps them
+    return value.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT)
 
 
 class ParquetWriter(PartWriter):
@@ -199,6 +224,7 @@ class ParquetWriter(PartWriter):
                 "file_format='parquet' needs pyarrow: pip install 'airflow-provider-prisjakt[parquet]'"
             ) from err
         self._schema = arrow_schema(resource)
+        self._kinds = [column.kind for column in resource.all_columns]
         self._writer = pq.ParquetWriter(path, self._schema, compression=compression or "snappy")
 
     def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
@@ -206,6 +232,12 @@ class ParquetWriter(PartWriter):
 
         rows = [self.resource.to_row(record, self.extracted_at) for record in records]
         columns = list(zip(*rows, strict=True))
+        # A JSON number such as 19.990000000000002 has more digits than the column's scale, which
+        # pyarrow refuses ("would cause data loss"): round it to the scale instead of failing the export.
+        columns = [
+            tuple(_fit_decimal(value) for value in column) if kind == "decimal" else column
+            for column, kind in zip(columns, self._kinds, strict=True)
+        ]
         arrays = [pa.array(column, type=field.type) for column, field in zip(columns, self._schema, strict=True)]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
 

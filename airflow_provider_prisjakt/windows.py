@@ -38,11 +38,14 @@ def to_utc(value: TimeLike, name: str = "time") -> datetime:
         value = parsed
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            raise WindowError(f"{name} is outside the range of UTC times, got {value.isoformat()}") from None
+            utc = value.replace(tzinfo=UTC)
+        else:
+            try:
+                utc = value.astimezone(UTC)
+            except OverflowError:
+                raise WindowError(f"{name} is outside the range of UTC times, got {value.isoformat()}") from None
+        # A plain datetime: pendulum's subclass drops tzinfo=UTC in arithmetic with a timedelta.
+        return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     raise WindowError(f"{name} must be a datetime, a date or an ISO-8601 string, got {type(value).__name__}")

@@ -19,8 +19,13 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.ratelimit import RateLimitStatus
 
 REPO = Path(__file__).resolve().parent.parent
 DAG_ID = "example_prisjakt_to_sql"
@@ -36,6 +41,14 @@ def airflow(args: list[str], env: dict[str, str]) -> None:
         sys.stdout.write(result.stdout[-4000:])
         sys.stderr.write(result.stderr[-4000:])
         raise SystemExit(f"`airflow {' '.join(args)}` failed with exit code {result.returncode}")
+
+
+def budget_now(sandbox: PrisjaktSandbox) -> RateLimitStatus | None:
+    """Spend one request to read the client's rate-limit state, the way the sensor does."""
+    os.environ["AIRFLOW_CONN_PRISJAKT_DEMO"] = sandbox.connection_json()
+    hook = PrisjaktHook("prisjakt_demo")
+    hook.get_client()
+    return hook.rate_limit
 
 
 def report(warehouse: Path, sandbox: PrisjaktSandbox, seconds: float) -> None:
@@ -61,6 +74,9 @@ def report(warehouse: Path, sandbox: PrisjaktSandbox, seconds: float) -> None:
     print(f"  requests sent          {len(requests)}")
     print(f"  429 Too Many Requests  {statuses.get(429, 0)}")
     print(f"  rate limit             {sandbox.config.rate_limit} requests per {sandbox.config.rate_window:.0f} s")
+    status = budget_now(sandbox)
+    if status is not None:
+        print(f"  budget left now        {status.remaining} of {status.limit}, window resets at {status.reset_at}")
     print(f"\nDone in {seconds:.0f} s. Warehouse: {warehouse}")
 
 
@@ -93,7 +109,7 @@ def main() -> None:
         print(f"Throwaway AIRFLOW_HOME {home}; migrating the metadata database ...")
         airflow(["db", "migrate"], env)
         for day in DAYS:
-            print(f"Running {DAG_ID} for the data interval starting {day} ...")
+            print(f"Running {DAG_ID} for logical date {day} ...")
             airflow(["dags", "test", DAG_ID, day], env)
         report(warehouse, sandbox, time.monotonic() - started)
     print("Sandbox stopped.")

@@ -240,10 +240,19 @@ class LocalFolderSink(ObjectStoreSink):
         return sorted(keys)
 
     def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete files; missing ones are ignored."""
+        """Delete files; missing ones are ignored, and sub-folders of the prefix left empty go too."""
+        top = os.path.normpath(self._path(self.prefix))
+        folders = set()
         for key in keys:
+            path = os.path.normpath(self._path(key))
             with contextlib.suppress(FileNotFoundError):
-                os.remove(self._path(key))
+                os.remove(path)
+            folders.add(os.path.dirname(path))
+        # Object stores have no folders: an emptied _staging/ must not outlive its objects here either.
+        for folder in sorted(folders, key=len, reverse=True):
+            if folder.startswith(top + os.sep):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
 
     def describe(self) -> str:
         """Return ``file://<root>/<prefix>``."""

@@ -204,3 +204,13 @@ def test_split_window_covers_exactly_contiguous_newest_first(
     # Only the oldest chunk may be short, so no more chunks than needed.
     assert all(chunk_end - chunk_start == max_length for chunk_start, chunk_end in chunks[:-1])
     assert len(chunks) == -(-length // max_length)
+
+
+def test_pendulum_times_become_plain_utc_datetimes_that_survive_arithmetic() -> None:
+    import pendulum
+
+    start = to_utc(pendulum.datetime(2026, 10, 20, tz="Europe/Stockholm"))
+
+    assert type(start) is datetime
+    assert (start - timedelta(days=1)).tzinfo is not None
+    assert start == datetime(2026, 10, 19, 22, tzinfo=UTC)

@@ -1,0 +1,267 @@
+"""The shared export loop with LocalFolderSink: parts, manifest, re-runs, failures, rate-limit pauses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_prisjakt.exceptions import PrisjaktServerError
+from airflow_provider_prisjakt.resources import EVENTS
+from airflow_provider_prisjakt.transfers.export import ExportCheckpoint, ExportPaused, ExportRequest, run_export
+from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
+
+from .conftest import HookFactory, connect
+
+pytest.register_assert_rewrite("tests.integration.conftest_services")
+
+from .conftest_services import fingerprint, pages_fetched  # noqa: E402
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+END = datetime(2026, 11, 1, tzinfo=UTC)
+EXTRACTED_AT = datetime(2026, 11, 2, tzinfo=UTC)
+PREFIX = "prisjakt/events"
+
+
+class RecordingSink(LocalFolderSink):
+    """A LocalFolderSink that records every storage operation, in order."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.operations: list[tuple[str, str]] = []
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        self.operations.append(("write", key))
+        super().upload_file(local_path, key)
+
+    def upload_text(self, text: str, key: str) -> None:
+        self.operations.append(("write", key))
+        super().upload_text(text, key)
+
+    def copy_object(self, source_key: str, dest_key: str) -> None:
+        self.operations.append(("write", dest_key))
+        super().copy_object(source_key, dest_key)
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self.operations.extend(("delete", key) for key in keys)
+        super().delete_keys(keys)
+
+
+def make_sink(root: Path, spool: Path, sink_class: type[LocalFolderSink] = LocalFolderSink) -> LocalFolderSink:
+    spool.mkdir(exist_ok=True)
+    return sink_class(
+        root=str(root),
+        prefix=PREFIX,
+        resource=EVENTS,
+        file_format="jsonl",
+        compression=None,
+        extracted_at=EXTRACTED_AT,
+        spool_dir=str(spool),
+    )
+
+
+def export(
+    hook: PrisjaktHook,
+    pixel: str,
+    root: Path,
+    tmp_path: Path,
+    *,
+    end: datetime = END,
+    max_rows_per_file: int = 250,
+    sink: LocalFolderSink | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    request = ExportRequest(resource=EVENTS, start=START, end=end, pixel_id=pixel, max_rows_per_file=max_rows_per_file)
+    sink = sink or make_sink(root, tmp_path / "spool")
+    return run_export(hook, request, sink, extracted_at=EXTRACTED_AT, **kwargs)
+
+
+def folder_state(root: Path) -> dict[str, bytes | None]:
+    """Every file (with its bytes) and folder (``None``) below ``root``."""
+    return {str(path.relative_to(root)): (path.read_bytes() if path.is_file() else None) for path in root.rglob("*")}
+
+
+def published_records(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest and the records of its parts, checking the parts against the manifest."""
+    folder = root / PREFIX
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    records = []
+    for part in manifest["parts"]:
+        data = (folder / part["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == part["sha256"] and len(data) == part["bytes"]
+        lines = data.decode().splitlines()
+        assert len(lines) == part["rows"]
+        records.extend(json.loads(line) for line in lines)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [p["name"] for p in manifest["parts"]] + ["_manifest.json"]
+    )
+    return manifest, records
+
+
+def test_parts_rotate_at_max_rows_per_file_with_deterministic_names(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+
+    manifest = export(hook, pixel, root, tmp_path, max_rows_per_file=250)
+
+    assert [(p["name"], p["rows"]) for p in manifest["parts"]] == [(f"part-{n:05d}.jsonl", 250) for n in range(8)]
+    written, records = published_records(root)
+    assert written == manifest
+    assert manifest["rows"] == len(records) == 2000
+    assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, START, END)))
+    assert not (tmp_path / "spool").exists() or list((tmp_path / "spool").iterdir()) == []
+
+
+def test_the_same_window_gives_the_same_part_names_and_bytes(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+
+    export(hook, pixel, tmp_path / "one", tmp_path, max_rows_per_file=700)
+    export(hook, pixel, tmp_path / "two", tmp_path, max_rows_per_file=700)
+
+    one, two = folder_state(tmp_path / "one" / PREFIX), folder_state(tmp_path / "two" / PREFIX)
+    parts = {name: data for name, data in one.items() if name.startswith("part-")}
+    assert sorted(parts) == ["part-00000.jsonl", "part-00001.jsonl", "part-00002.jsonl"]
+    assert parts == {name: data for name, data in two.items() if name.startswith("part-")}
+
+
+def test_the_manifest_is_written_last_after_the_old_one_is_removed(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    export(hook, pixel, root, tmp_path, max_rows_per_file=500)
+    sink = make_sink(root, tmp_path / "spool", RecordingSink)
+    assert isinstance(sink, RecordingSink)
+
+    export(hook, pixel, root, tmp_path, end=START + timedelta(days=10), max_rows_per_file=500, sink=sink)
+
+    manifest_key = f"{PREFIX}/_manifest.json"
+    staging = f"{PREFIX}/_staging/"
+    operations = sink.operations
+    published = [i for i, (verb, key) in enumerate(operations) if verb == "write" and not key.startswith(staging)]
+    assert operations[published[-1]] == ("write", manifest_key)
+    assert operations.index(("delete", manifest_key)) < published[0]
+    stale = [i for i, (verb, key) in enumerate(operations) if verb == "delete" and key.startswith(f"{PREFIX}/part-")]
+    assert stale and max(stale) < published[-1]
+    assert all(key.startswith(staging) for _, key in operations[published[-1] + 1 :])
+
+
+def test_a_shorter_rerun_removes_stale_parts_and_staging(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    (root / PREFIX).mkdir(parents=True)
+    (root / PREFIX / "notes.txt").write_text("not ours")
+    export(hook, pixel, root, tmp_path, max_rows_per_file=500)
+    assert len(list((root / PREFIX).glob("part-*"))) == 4
+
+    short_end = START + timedelta(days=3)
+    manifest = export(hook, pixel, root, tmp_path, end=short_end, max_rows_per_file=500)
+
+    expected = list(sandbox.expected_events(pixel, START, short_end))
+    assert sorted(p.name for p in (root / PREFIX).iterdir()) == ["_manifest.json", "notes.txt", "part-00000.jsonl"]
+    assert manifest["rows"] == len(expected)
+    assert json.loads((root / PREFIX / "_manifest.json").read_text()) == manifest
+    lines = (root / PREFIX / "part-00000.jsonl").read_text().splitlines()
+    assert fingerprint([json.loads(line) for line in lines]) == fingerprint(expected)
+
+
+def test_an_empty_window_publishes_an_empty_manifest_and_no_parts(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    export(hook, pixel, root, tmp_path, max_rows_per_file=500)
+    quiet_start = START - timedelta(days=3)  # before the seeded period
+    request = ExportRequest(resource=EVENTS, start=quiet_start, end=START - timedelta(days=1), pixel_id=pixel)
+
+    manifest = run_export(hook, request, make_sink(root, tmp_path / "spool"), extracted_at=EXTRACTED_AT)
+
+    assert manifest["rows"] == 0 and manifest["parts"] == []
+    assert sorted(p.name for p in (root / PREFIX).iterdir()) == ["_manifest.json"]
+
+
+def test_a_failed_run_leaves_the_folder_as_it_was(
+    sandbox_hook: HookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    export(hook, pixel, root, tmp_path, max_rows_per_file=500)
+    before = folder_state(root)
+    failing_hook = connect(monkeypatch, sandbox, max_retries=2)
+
+    class BreakAfterFirstPart(LocalFolderSink):
+        def close_part(self) -> dict[str, Any]:
+            entry = super().close_part()
+            assert (root / PREFIX / "_staging" / entry["name"]).exists()
+            sandbox.fail_next("500", count=100)
+            return entry
+
+    with pytest.raises(PrisjaktServerError):
+        export(failing_hook, pixel, root, tmp_path, sink=make_sink(root, tmp_path / "spool", BreakAfterFirstPart))
+
+    assert folder_state(root) == before
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_a_rate_limit_pause_resumes_from_a_json_checkpoint_without_refetching_pages(
+    sandbox_hook: HookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, hook = sandbox_hook(rate_limit=3, rate_window=600, extra={"max_inline_wait": 1})
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    pauses = 0
+
+    with pytest.raises(ExportPaused) as raised:
+        export(hook, pixel, root, tmp_path, pause_on_rate_limit=True)
+    pauses += 1
+    assert raised.value.resume_at is not None
+    assert raised.value.resume_at - datetime.now(UTC) > timedelta(seconds=500)
+    assert len(sandbox.requests) == 3
+    assert not (root / PREFIX / "_manifest.json").exists()
+    state = json.loads(json.dumps(raised.value.checkpoint.to_dict()))
+    assert state["rows"] == 300 and state["counters"]["requests"] == 3 and state["counters"]["deferrals"] == 1
+
+    manifest = None
+    while manifest is None:
+        assert pauses < 10, "the export does not make progress"
+        sandbox.reset_rate_limit()
+        fresh_hook = connect(monkeypatch, sandbox, max_inline_wait=1)  # a new worker after the deferral
+        try:
+            manifest = export(
+                fresh_hook,
+                pixel,
+                root,
+                tmp_path,
+                pause_on_rate_limit=True,
+                checkpoint=ExportCheckpoint.from_dict(state),
+            )
+        except ExportPaused as paused:
+            pauses += 1
+            state = json.loads(json.dumps(paused.checkpoint.to_dict()))
+
+    _, records = published_records(root)
+    assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, START, END)))
+    assert manifest["rows"] == len(records) == 2000
+    fetched = pages_fetched(sandbox)
+    assert len(fetched) == 20 and set(fetched.values()) == {1}
+    assert all(r.status == 200 for r in sandbox.requests)
+    assert pauses == 6  # 20 pages at 3 requests per window
+    assert manifest["counters"]["requests"] == len(sandbox.requests) == 20
+    assert manifest["counters"]["deferrals"] == pauses
+    assert manifest["counters"]["rate_limited"] == 0
+    assert manifest["extracted_at"] == EXTRACTED_AT.isoformat()
+    assert [p["name"] for p in manifest["parts"]] == [f"part-{n:05d}.jsonl" for n in range(len(manifest["parts"]))]
+    assert not (root / PREFIX / "_staging").exists()
