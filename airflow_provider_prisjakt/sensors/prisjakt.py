@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,13 +16,17 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_prisjakt.connection import DEFAULT_CONN_ID
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktRateLimitError
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+from airflow_provider_prisjakt.ratelimit import RESET_MARGIN_SECONDS, RateLimitStatus
 from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_prisjakt.ratelimit import RateLimitStatus
+
+# By default a reset at most this many seconds away is waited for on the worker rather than deferred.
+DEFAULT_MAX_INLINE_WAIT = 5.0
 
 
 class PrisjaktRateLimitSensor(BaseSensorOperator):
@@ -36,6 +41,8 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
     :param min_remaining: the budget needed to succeed. (templated)
     :param deferrable: wait in the triggerer instead of on a worker. Defaults to the
         ``[operators] default_deferrable`` setting.
+    :param max_inline_wait: in deferrable mode, a reset at most this many seconds away is waited
+        for on the worker instead: a deferral that short costs more than it saves.
     """
 
     template_fields: Sequence[str] = ("prisjakt_conn_id", "min_remaining")
@@ -47,9 +54,11 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
         prisjakt_conn_id: str = DEFAULT_CONN_ID,
         min_remaining: int = 100,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_inline_wait: float = DEFAULT_MAX_INLINE_WAIT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.max_inline_wait = max_inline_wait
         self.prisjakt_conn_id = prisjakt_conn_id
         self.min_remaining = min_remaining
         self.deferrable = deferrable
@@ -57,12 +66,25 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> PrisjaktHook:
-        """The Prisjakt hook of this task."""
-        return PrisjaktHook(prisjakt_conn_id=self.prisjakt_conn_id)
+        """The Prisjakt hook of this task; it never waits inline, so a poke is one request."""
+        return PrisjaktHook(prisjakt_conn_id=self.prisjakt_conn_id, max_inline_wait=0)
 
     def _check(self) -> RateLimitStatus | None:
-        self.hook.get_client()
-        return self.hook.rate_limit
+        status: RateLimitStatus | None
+        try:
+            self.hook.get_client()
+        except PrisjaktRateLimitError as err:
+            # A 429 is an answer, not a failure: the budget is spent until the reset.
+            status = RateLimitStatus(limit=err.limit, remaining=0, reset_at=err.reset_at, observed_at=datetime.now(UTC))
+        else:
+            status = self.hook.rate_limit
+        if status is not None and status.limit is not None and int(self.min_remaining) >= status.limit:
+            # The checking request itself spends one, so at most limit - 1 can ever be left.
+            raise PrisjaktConfigError(
+                f"min_remaining={self.min_remaining} can never be met: the client's limit is {status.limit} "
+                f"requests per window; use at most {status.limit - 1}"
+            )
+        return status
 
     def poke(self, context: Context) -> bool:
         """Return True once the budget holds ``min_remaining`` requests; spends one request per poke."""
@@ -78,18 +100,29 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
         if status.remaining >= int(self.min_remaining):
             return True
         self._not_before = status.reset_at
-        if self.mode == "reschedule" and status.reset_at is not None:
-            # A rescheduled poke is a new task instance: ask Airflow to come back after the reset.
-            from airflow.exceptions import AirflowRescheduleException
-
-            raise AirflowRescheduleException(max(status.reset_at, now + timedelta(seconds=self.poke_interval)))
         return False
+
+    def _get_next_poke_interval(
+        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        """Wait at least until the reported reset (in poke and reschedule mode), but no longer than the timeout."""
+        interval = super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        if self._not_before is None:
+            return interval
+        until_reset = (self._not_before - datetime.now(UTC)).total_seconds() + RESET_MARGIN_SECONDS
+        return max(interval, min(until_reset, self.timeout - run_duration()))
 
     def execute(self, context: Context) -> Any:
         """Poke on a worker, or defer to :class:`PrisjaktRateLimitTrigger` when ``deferrable``."""
         if not self.deferrable:
             return super().execute(context)
         status = self._check()
+        while self._is_short_wait(status):
+            # Deferring for a few seconds costs more than it saves, and races the scheduler.
+            wait = self._seconds_to_reset(status) + RESET_MARGIN_SECONDS
+            self.log.info("The window resets in %.1f s; waiting inline instead of deferring", wait)
+            time.sleep(max(0.0, wait))
+            status = self._check()
         if status is None or status.remaining is None or status.remaining >= int(self.min_remaining):
             self.log.info("Enough budget already; not deferring")
             return None
@@ -102,6 +135,17 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
         )
+
+    @staticmethod
+    def _seconds_to_reset(status: RateLimitStatus | None) -> float:
+        if status is None or status.reset_at is None:
+            return float("inf")
+        return (status.reset_at - datetime.now(UTC)).total_seconds()
+
+    def _is_short_wait(self, status: RateLimitStatus | None) -> bool:
+        if status is None or status.remaining is None or status.remaining >= int(self.min_remaining):
+            return False
+        return self._seconds_to_reset(status) <= self.max_inline_wait
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         """Check the trigger's event; raise on error so the task fails (or skips with ``soft_fail``)."""

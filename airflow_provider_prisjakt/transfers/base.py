@@ -266,7 +266,8 @@ class PrisjaktExportOperator(BaseOperator):
             trigger=PrisjaktRateLimitTrigger(
                 prisjakt_conn_id=self.prisjakt_conn_id,
                 reset_at=resume_at.isoformat(),
-                min_remaining=1,
+                # Resume only when the hook may spend at least one request past its reserve.
+                min_remaining=self.hook.settings.rate_limit_reserve + 1,
                 resume=resume,
             ),
             method_name="execute_complete",

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ROWS_PER_FILE = 1_000_000
 PROGRESS_EVERY_SECONDS = 30.0
 RECENT_IDS_KEPT = 2_000
+# Repeats caused by shifting pages sit at the start of the next page, so a checkpoint (stored in the
+# trigger's kwargs) keeps only the newest few ids.
+CHECKPOINT_IDS_KEPT = 250
 
 
 @dataclass
@@ -295,7 +298,7 @@ def run_export(
             parts=parts,
             rows=rows,
             counters=_add_counters(checkpoint.counters, hook, baseline),
-            recent_ids=recent.snapshot()[-RECENT_IDS_KEPT:],
+            recent_ids=recent.snapshot()[-CHECKPOINT_IDS_KEPT:],
             extracted_at=checkpoint.extracted_at,
         )
 

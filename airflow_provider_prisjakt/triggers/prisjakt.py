@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
@@ -17,6 +17,8 @@ from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktAsyncHook
 
 DEFAULT_JITTER_SECONDS = 2.0
 DEFAULT_POLL_INTERVAL = 60.0
+# When the API reports a reset that has already passed, check again this soon rather than at once.
+MIN_RECHECK_SECONDS = 1.0
 
 
 class PrisjaktRateLimitTrigger(BaseTrigger):
@@ -104,6 +106,7 @@ class PrisjaktRateLimitTrigger(BaseTrigger):
                 self.min_remaining,
             )
             reset_at = status.reset_at
-            if reset_at is None or reset_at <= datetime.now(UTC):
+            if reset_at is None:
                 await asyncio.sleep(self.poll_interval)
-                reset_at = None
+            elif reset_at <= datetime.now(UTC):
+                reset_at = datetime.now(UTC) + timedelta(seconds=MIN_RECHECK_SECONDS)
