@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
-def _is_template(value: Any) -> bool:
+def is_template(value: Any) -> bool:
+    """Tell whether an argument is still a Jinja template (validated after rendering instead)."""
     return isinstance(value, str) and "{{" in value
 
 
@@ -133,9 +134,9 @@ class PrisjaktExportOperator(BaseOperator):
         validate_format(file_format, compression)
         if max_rows_per_file < 1:
             raise ValueError("max_rows_per_file must be at least 1")
-        if not _is_template(resource):
+        if not is_template(resource):
             get_resource(resource)
-        if not _is_template(lookback) and not isinstance(lookback, str):
+        if not is_template(lookback) and not isinstance(lookback, str):
             parse_lookback(lookback)
         self._output_uri: str | None = None
 
@@ -145,8 +146,8 @@ class PrisjaktExportOperator(BaseOperator):
         return PrisjaktHook(prisjakt_conn_id=self.prisjakt_conn_id)
 
     @abstractmethod
-    def build_sink(self, resource: Resource, extracted_at: datetime, spool_dir: str) -> Sink:
-        """Return the sink that writes this task's output."""
+    def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> Sink:
+        """Return the sink that writes this task's output for ``request`` (its resource and window)."""
 
     def check_destination(self, resource: Resource) -> None:
         """Validate destination arguments before any request is sent; subclasses extend this."""
@@ -237,7 +238,7 @@ class PrisjaktExportOperator(BaseOperator):
             else datetime.now(UTC).replace(microsecond=0)
         )
         with tempfile.TemporaryDirectory(prefix="prisjakt-export-") as spool_dir:
-            sink = self.build_sink(request.resource, extracted_at, spool_dir)
+            sink = self.build_sink(request, extracted_at, spool_dir)
             self._output_uri = sink.describe()
             try:
                 manifest = run_export(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
     from airflow_provider_prisjakt.resources import Resource
+    from airflow_provider_prisjakt.transfers.export import ExportRequest
 
 
 class GCSSink(ObjectStoreSink):
@@ -112,13 +113,13 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
         if not self.gcs_hook.get_conn().bucket(self.bucket).exists():
             raise PrisjaktConfigError(f"The GCS bucket {self.bucket!r} does not exist or is not accessible")
 
-    def build_sink(self, resource: Resource, extracted_at: datetime, spool_dir: str) -> GCSSink:
+    def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> GCSSink:
         """Return the GCS sink of this task."""
         return GCSSink(
             hook=self.gcs_hook,
             bucket=self.bucket,
             prefix=self.object_name,
-            resource=resource,
+            resource=request.resource,
             file_format=self.file_format,
             compression=self.compression,
             extracted_at=extracted_at,

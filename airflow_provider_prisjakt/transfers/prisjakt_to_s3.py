@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from airflow_provider_prisjakt.resources import Resource
+    from airflow_provider_prisjakt.transfers.export import ExportRequest
 
 S3_DELETE_BATCH = 1000
 
@@ -100,13 +101,13 @@ class PrisjaktToS3Operator(PrisjaktExportOperator):
         if not self.s3_hook.check_for_bucket(self.s3_bucket):
             raise PrisjaktConfigError(f"The S3 bucket {self.s3_bucket!r} does not exist or is not accessible")
 
-    def build_sink(self, resource: Resource, extracted_at: datetime, spool_dir: str) -> S3Sink:
+    def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> S3Sink:
         """Return the S3 sink of this task."""
         return S3Sink(
             hook=self.s3_hook,
             bucket=self.s3_bucket,
             prefix=self.s3_key,
-            resource=resource,
+            resource=request.resource,
             file_format=self.file_format,
             compression=self.compression,
             extracted_at=extracted_at,

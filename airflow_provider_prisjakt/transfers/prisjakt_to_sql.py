@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
 from airflow_provider_prisjakt.resources import EXTRACTED_AT_COLUMN, get_resource
-from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator, _is_template
+from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator, is_template
 from airflow_provider_prisjakt.transfers.sinks import Sink
 from airflow_provider_prisjakt.windows import to_utc
 
@@ -702,15 +702,14 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
         self.write_disposition = write_disposition
         self.create_table = create_table
         self.batch_size = batch_size
-        resource = None if _is_template(self.resource) else get_resource(self.resource)
+        resource = None if is_template(self.resource) else get_resource(self.resource)
         check_write_disposition(write_disposition, resource)
-        if not _is_template(table):
+        if not is_template(table):
             check_identifier(table, "table")
-        if schema is not None and not _is_template(schema):
+        if schema is not None and not is_template(schema):
             check_identifier(schema, "schema")
         if batch_size < 1:
             raise PrisjaktConfigError("batch_size must be at least 1")
-        self._window: tuple[datetime, datetime] | None = None
 
     @cached_property
     def sql_connection(self) -> Any:
@@ -746,12 +745,6 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
         # Resolving the URI reads the connection and its dialect now, before any API request.
         self.log.info("Writing to %s (%s)", self.table_uri(), self.write_disposition)
 
-    def export_request(self, start: datetime, end: datetime) -> ExportRequest:
-        """Build the request, remembering its window: the staging table is named after it."""
-        request = super().export_request(start, end)
-        self._window = (request.start, request.end)
-        return request
-
     def table_uri(self) -> str:
         """Return the target as ``postgres://host:port/db.schema.table`` (never with credentials)."""
         conn = self.sql_connection
@@ -764,7 +757,7 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
         path = os.path.abspath(conn.host) if conn.host else ""
         return f"sqlite://{path}/{schema or 'main'}.{self.table}"
 
-    def build_sink(self, resource: Resource, extracted_at: datetime, spool_dir: str) -> SqlSink:
+    def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> SqlSink:
         """Return the SQL sink of this task."""
         schema = self.schema or None
         return SqlSink(
@@ -772,8 +765,8 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
             dialect=self.dialect,
             table=self.table,
             schema=schema,
-            staging_table=staging_table_name(self.table, schema, resource.name, self._window),
-            resource=resource,
+            staging_table=staging_table_name(self.table, schema, request.resource.name, (request.start, request.end)),
+            resource=request.resource,
             write_disposition=self.write_disposition,
             create_table=self.create_table,
             batch_size=self.batch_size,

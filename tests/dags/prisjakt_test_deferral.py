@@ -23,7 +23,7 @@ from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
 from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.resources import Resource
+    from airflow_provider_prisjakt.transfers.export import ExportRequest
 
 DAG_ID = "prisjakt_test_deferral"
 
@@ -41,12 +41,12 @@ class LocalFolderExportOperator(PrisjaktExportOperator):
         super().__init__(**kwargs)
         self.root = root
 
-    def build_sink(self, resource: Resource, extracted_at: datetime, spool_dir: str) -> LocalFolderSink:
+    def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> LocalFolderSink:
         """Return a sink writing below ``root``."""
         return LocalFolderSink(
             root=self.root,
             prefix="export",
-            resource=resource,
+            resource=request.resource,
             file_format=self.file_format,
             compression=self.compression,
             extracted_at=extracted_at,
