@@ -42,3 +42,9 @@ def sandbox_hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookFactory]:
         hook.close()
     for sandbox in started:
         sandbox.stop()
+
+
+# The object-store services and stores, for every test module in this folder. Imported last:
+# conftest_services itself uses ``connect`` from this module.
+pytest.register_assert_rewrite("tests.integration.conftest_services")
+from tests.integration.conftest_services import gcs_service, gcs_store, moto_service, s3_store  # noqa: E402, F401

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-# The shared tests live in conftest_services: let pytest explain their failed asserts too.
-pytest.register_assert_rewrite("tests.integration.conftest_services")
-
-from tests.integration.conftest_services import ObjectStoreExportContract, moto_service, s3_store  # noqa: E402, F401
+from tests.integration.conftest_services import ObjectStoreExportContract
 
 pytestmark = pytest.mark.integration
 
