@@ -6,6 +6,7 @@ test module imports airflow.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -35,6 +36,10 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+AIRFLOW_3 = int(importlib.metadata.version("apache-airflow").split(".")[0]) >= 3
+if not AIRFLOW_3:
+    # Airflow 2's unit-test configuration picks the LocalExecutor, which refuses SQLite.
+    os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"
 
 
 @pytest.fixture(scope="session")

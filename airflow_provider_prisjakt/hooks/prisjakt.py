@@ -89,6 +89,14 @@ def _is_transient_status(status: int) -> bool:
     return status >= 500 or status == 408
 
 
+def _unreadable_body(response: requests.Response) -> str:
+    """Describe a 2xx body that is not valid JSON: a truncated one, or a page from something else."""
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type and "json" not in media_type:
+        return f"a {media_type} body where JSON was expected (a proxy page, or the wrong host?)"
+    return "a truncated or invalid JSON body"
+
+
 @dataclass
 class RequestStats:
     """Counters of one hook's traffic, for operator summaries and logs."""
@@ -518,7 +526,7 @@ class PrisjaktHook(BaseHook):
                     try:
                         return response, json.loads(response.content)
                     except ValueError:
-                        failure = "a truncated or invalid JSON body"
+                        failure = _unreadable_body(response)
                 else:
                     last_error = api_error_from_response(
                         status, response.content, reason=response.reason, method=method, path=path

@@ -345,6 +345,10 @@ class PrisjaktSandbox:
         """Invalidate every issued access token (later use gives 401)."""
         self._state.expire_tokens()
 
+    def issued_tokens(self) -> list[str]:
+        """Return every access token issued so far, so tests can check none of them leaked."""
+        return self._state.issued_tokens()
+
     def fail_next(self, kind: str, count: int = 1, **options: Any) -> None:
         """
         Give the next ``count`` API requests a fault.

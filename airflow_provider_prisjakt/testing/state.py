@@ -51,6 +51,7 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._issued: list[str] = []
         self._added: dict[str, int] = {}
         self._data_key: tuple[object, ...] = ()
         self.seed_data = self._rebuild(config)
@@ -114,7 +115,13 @@ class SandboxState:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = (client.client_id, time.monotonic() + ttl)
+            self._issued.append(token)
         return token
+
+    def issued_tokens(self) -> list[str]:
+        """Return every access token issued so far, expired ones included."""
+        with self._lock:
+            return list(self._issued)
 
     def expire_tokens(self) -> None:
         """Make every issued token invalid."""

@@ -251,6 +251,9 @@ class PrisjaktExportOperator(BaseOperator):
                 )
             except ExportPaused as paused:
                 self._defer(request, paused)
+            finally:
+                # Give the pooled sockets back now rather than whenever the garbage collector runs.
+                self.hook.close()
         return self.summarize(manifest, sink)
 
     def _defer(self, request: ExportRequest, paused: ExportPaused) -> None:

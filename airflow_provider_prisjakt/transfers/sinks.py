@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow_provider_prisjakt.resources import Resource
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
@@ -185,7 +188,12 @@ class ObjectStoreSink(Sink):
         self.delete_keys(self._staged())
 
     def abort(self) -> None:
-        """Delete the local spool file and everything staged by this run."""
+        """
+        Delete the local spool file and everything staged by this run.
+
+        Best effort: when the store itself is failing, the error that led here stays the one raised,
+        and the next run's :meth:`begin` removes what is left in the staging area.
+        """
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -193,7 +201,15 @@ class ObjectStoreSink(Sink):
                 if os.path.exists(self._writer.path):
                     os.remove(self._writer.path)
                 self._writer = None
-        self.delete_keys(self._staged())
+        try:
+            self.delete_keys(self._staged())
+        except Exception:
+            log.warning(
+                "Could not remove the parts staged under %s/%s; the next run removes them",
+                self.describe(),
+                STAGING_DIR,
+                exc_info=True,
+            )
 
 
 class LocalFolderSink(ObjectStoreSink):

@@ -43,7 +43,7 @@ from tests.conftest import REPO_ROOT, register_secret
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.airflow3_only, pytest.mark.timeout(300)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -29,7 +29,7 @@ import pytest
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.conftest import REPO_ROOT, register_secret
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.airflow3_only]
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 DAG_ID = "prisjakt_test_deferral"
