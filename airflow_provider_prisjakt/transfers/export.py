@@ -321,10 +321,11 @@ def run_export(
                 last_progress = now
                 status = hook.rate_limit
                 log.info(
-                    "Exported %s rows of %s (%.0f rows/s); %s requests left, window resets at %s",
+                    "Exported %s rows of %s in %s pages (%.0f rows/s); %s requests left, window resets at %s",
                     rows,
                     request.resource.name,
-                    rows / max(now - started, 1e-9) if not resume else 0,
+                    hook.stats.requests - baseline["requests"],
+                    (rows - checkpoint.rows) / max(now - started, 1e-9),
                     status.remaining if status else "unknown",
                     status.reset_at.isoformat() if status and status.reset_at else "unknown",
                 )

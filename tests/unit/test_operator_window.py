@@ -1,0 +1,97 @@
+"""How the export operators pick their window: the data interval, explicit times, lookback, and refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pendulum
+import pytest
+
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.transfers.base import parse_lookback
+from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
+
+DAY = datetime(2026, 10, 20, tzinfo=UTC)
+
+
+def operator(**kwargs: object) -> PrisjaktToS3Operator:
+    return PrisjaktToS3Operator(task_id="export", pixel_id="p", s3_bucket="lake", s3_key="k/", **kwargs)  # type: ignore[arg-type]
+
+
+def interval(start: datetime, end: datetime) -> dict[str, object]:
+    return {"data_interval_start": pendulum.instance(start), "data_interval_end": pendulum.instance(end)}
+
+
+def test_the_window_defaults_to_the_runs_data_interval() -> None:
+    assert operator().resolve_window(interval(DAY, DAY + timedelta(days=1))) == (DAY, DAY + timedelta(days=1))
+
+
+@pytest.mark.parametrize("context", [{}, interval(DAY, DAY)], ids=["no interval", "zero-length interval"])
+def test_an_empty_window_fails_and_says_how_to_fix_it(context: dict[str, object]) -> None:
+    with pytest.raises(PrisjaktConfigError) as raised:
+        operator().resolve_window(context)
+
+    message = str(raised.value)
+    assert "window is empty" in message
+    assert "start=" in message
+    assert "CronDataIntervalTimetable" in message
+
+
+def test_explicit_iso_strings_as_templates_render_them_win_over_the_interval() -> None:
+    op = operator(start="2026-10-01T00:00:00+00:00", end="2026-10-02T00:00:00Z")
+
+    assert op.resolve_window(interval(DAY, DAY + timedelta(days=1))) == (
+        datetime(2026, 10, 1, tzinfo=UTC),
+        datetime(2026, 10, 2, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize("lookback", [timedelta(days=30), 30 * 86400, "P30D"])
+def test_lookback_reads_that_much_before_the_start(lookback: object) -> None:
+    start, end = operator(lookback=lookback).resolve_window(interval(DAY, DAY + timedelta(days=1)))
+
+    assert start == DAY - timedelta(days=30)
+    assert end == DAY + timedelta(days=1)
+
+
+@pytest.mark.parametrize("lookback", ["thirty days", -5, "-P1D"])
+def test_a_bad_lookback_is_refused(lookback: object) -> None:
+    with pytest.raises(ValueError, match="lookback"):
+        parse_lookback(lookback)  # type: ignore[arg-type]
+
+
+def test_start_after_end_is_refused_naming_both() -> None:
+    with pytest.raises(PrisjaktConfigError, match="start .* must be before end"):
+        operator(start="2026-10-05", end="2026-10-01").resolve_window({})
+
+
+def test_a_window_in_the_future_is_refused() -> None:
+    future = datetime.now(UTC) + timedelta(days=2)
+
+    with pytest.raises(PrisjaktConfigError, match="future"):
+        operator(start=future.isoformat(), end=(future + timedelta(days=1)).isoformat()).resolve_window({})
+
+
+def test_an_unreadable_time_names_the_parameter() -> None:
+    with pytest.raises(PrisjaktConfigError, match="end must be an ISO-8601"):
+        operator(start="2026-10-01", end="next tuesday").resolve_window({})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"file_format": "xlsx"}, "file_format"),
+        ({"compression": "zip"}, "compression"),
+        ({"resource": "orders"}, "resource"),
+    ],
+)
+def test_a_wrong_argument_fails_when_the_dag_is_parsed(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        operator(**kwargs)
+
+
+def test_templated_fields_cover_every_name_and_time_a_user_would_template() -> None:
+    fields = set(PrisjaktToS3Operator.template_fields)
+
+    assert {"resource", "pixel_id", "shop_id", "start", "end", "lookback", "prisjakt_conn_id"} <= fields
+    assert {"s3_bucket", "s3_key", "aws_conn_id"} <= fields
