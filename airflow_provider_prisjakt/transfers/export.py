@@ -321,7 +321,7 @@ def run_export(
                 last_progress = now
                 status = hook.rate_limit
                 log.info(
-                    "Exported %s rows of %s in %s pages (%.0f rows/s); %s requests left, window resets at %s",
+                    "Exported %s rows of %s with %s requests (%.0f rows/s); %s requests left, window resets at %s",
                     rows,
                     request.resource.name,
                     hook.stats.requests - baseline["requests"],
