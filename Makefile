@@ -47,7 +47,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) bench/.venv bench/.venv-dlt .mypy_cache .ruff_cache build *.egg-info
 
 ## Benchmarks against HttpOperator, dlt and a raw requests loop; writes bench/RESULTS.md. Not part of `make test`.
 .PHONY: bench
