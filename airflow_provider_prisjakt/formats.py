@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from airflow_provider_prisjakt.resources import Resource
 
 FILE_FORMATS = ("jsonl", "csv", "parquet")
+PARQUET_ROW_GROUP_ROWS = 64_000
 COMPRESSIONS = ("gzip",)
 _HASH_CHUNK = 1024 * 1024
 #: Fractional digits of Parquet decimal columns; the exact value always stays in ``raw``.
@@ -213,7 +214,13 @@ def _fit_decimal(value: Decimal | None) -> Decimal | None:
 
 
 class ParquetWriter(PartWriter):
-    """Typed columns in Parquet, one row group per page written; ``gzip`` selects the codec."""
+    """
+    Typed columns in Parquet; ``gzip`` selects the codec (snappy otherwise).
+
+    Pages are converted to Arrow as they arrive and written in row groups of about
+    :data:`PARQUET_ROW_GROUP_ROWS` rows: one row group per small page would compress badly and
+    make files much larger, while the Arrow buffer of one row group stays small.
+    """
 
     def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: str | None) -> None:
         super().__init__(path, resource, extracted_at, compression)
@@ -226,6 +233,8 @@ class ParquetWriter(PartWriter):
         self._schema = arrow_schema(resource)
         self._kinds = [column.kind for column in resource.all_columns]
         self._writer = pq.ParquetWriter(path, self._schema, compression=compression or "snappy")
+        self._pending: list[Any] = []
+        self._pending_rows = 0
 
     def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
         import pyarrow as pa
@@ -239,10 +248,21 @@ class ParquetWriter(PartWriter):
             for column, kind in zip(columns, self._kinds, strict=True)
         ]
         arrays = [pa.array(column, type=field.type) for column, field in zip(columns, self._schema, strict=True)]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+        self._pending.append(pa.Table.from_arrays(arrays, schema=self._schema))
+        self._pending_rows += len(records)
+        if self._pending_rows >= PARQUET_ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=self._pending_rows)
+            self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
-        """Write the footer and close the file."""
+        """Write the last row group and the footer, and close the file."""
+        self._flush()
         self._writer.close()
 
 

@@ -274,3 +274,24 @@ def test_open_part_writer_refuses_an_unknown_format(tmp_path: Path) -> None:
         open_part_writer("xlsx", str(tmp_path / "x"), EVENTS, EXTRACTED_AT)
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_gathers_small_pages_into_large_row_groups(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from airflow_provider_prisjakt.formats import PARQUET_ROW_GROUP_ROWS
+    from airflow_provider_prisjakt.resources import EVENTS
+
+    path = str(tmp_path / "part-00000.parquet")
+    writer = open_part_writer("parquet", path, EVENTS, datetime(2026, 10, 1, tzinfo=UTC))
+    page = [
+        {"id": f"{i:08x}-0000-4000-8000-000000000000", "data": {"amount": 10.5, "currency": "SEK"}} for i in range(1000)
+    ]
+    pages = PARQUET_ROW_GROUP_ROWS // 1000 + 5
+    for _ in range(pages):
+        writer.write(page)
+    writer.close()
+
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_rows == pages * 1000
+    assert metadata.num_row_groups == 2  # one full row group and the rest, not one per page
