@@ -46,3 +46,15 @@ def test_airflow_providers_hooks_lists_the_prisjakt_connection_type() -> None:
     assert prisjakt[0]["class"] == "airflow_provider_prisjakt.hooks.prisjakt.PrisjaktHook"
     assert prisjakt[0]["package_name"] == "airflow-provider-prisjakt"
     assert prisjakt[0]["conn_id_attribute_name"] == "prisjakt_conn_id"
+
+
+def test_the_connection_form_carries_every_extra_field_on_this_airflow_version() -> None:
+    """Airflow 3.2+ reads ``conn-fields``; older versions call the hook's legacy widget methods."""
+    from airflow_provider_prisjakt.connection import CONNECTION_EXTRA_FIELDS
+
+    result = _airflow("providers", "widgets", "--output", "json")
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _json_output(result.stdout)
+    ours = {w["connection_parameter_name"] for w in rows if w.get("package_name") == "airflow-provider-prisjakt"}
+    assert ours == {f"extra__prisjakt__{field.name}" for field in CONNECTION_EXTRA_FIELDS}
