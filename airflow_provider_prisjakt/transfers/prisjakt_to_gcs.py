@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from airflow_provider_prisjakt.transfers.export import ExportRequest
 
 
+# The google client retries for 120 s by default; a cleanup after a failure should give up sooner.
+GCS_CALL_DEADLINE = 30.0
+
+
+def _bounded_retry() -> Any:
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_deadline(GCS_CALL_DEADLINE)
+
+
 class GCSSink(ObjectStoreSink):
     """An :class:`ObjectStoreSink` on a GCS bucket through ``GCSHook``."""
 
@@ -41,17 +51,18 @@ class GCSSink(ObjectStoreSink):
         self.hook.copy(self.bucket, source_key, self.bucket, dest_key)
 
     def list_keys(self, prefix: str) -> list[str]:
-        """List every object under a prefix."""
-        return list(self.hook.list(self.bucket, prefix=prefix))
+        """List every object under a prefix, giving up after :data:`GCS_CALL_DEADLINE` seconds of retries."""
+        bucket = self.hook.get_bucket(self.bucket)
+        return [blob.name for blob in bucket.list_blobs(prefix=prefix, retry=_bounded_retry())]
 
     def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete objects; missing ones are ignored."""
+        """Delete objects; missing ones are ignored. Retries stop after :data:`GCS_CALL_DEADLINE` seconds."""
         from google.api_core.exceptions import NotFound
 
         bucket = self.hook.get_bucket(self.bucket)
         for key in keys:
             with contextlib.suppress(NotFound):
-                bucket.delete_blob(key)
+                bucket.delete_blob(key, retry=_bounded_retry())
 
     def describe(self) -> str:
         """Return ``gs://bucket/prefix``."""
