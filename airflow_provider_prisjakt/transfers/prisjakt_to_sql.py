@@ -518,15 +518,27 @@ class SqlSink(Sink):
             )
             for record in records
         ]
-        cursor = self._connection().cursor()
-        for offset in range(0, len(rows), self.batch_size):
-            self.dialect.bulk_insert(cursor, self.staging, self.columns, rows[offset : offset + self.batch_size])
+        try:
+            cursor = self._connection().cursor()
+            for offset in range(0, len(rows), self.batch_size):
+                self.dialect.bulk_insert(cursor, self.staging, self.columns, rows[offset : offset + self.batch_size])
+        except Exception as err:
+            raise self._staging_failed(err) from err
         self._part_rows += len(rows)
+
+    def _staging_failed(self, err: Exception) -> PrisjaktError:
+        reason = " ".join(str(err).split())  # drivers add newlines; one log line reads better
+        return PrisjaktError(
+            f"Staging rows for {self.table_name} failed, so the table is unchanged ({type(err).__name__}: "
+            f"{reason}); a retry of the task starts the load again"
+        )
 
     def close_part(self) -> dict[str, Any]:
         """Commit the staged rows (they survive a deferral) and return the part's manifest entry."""
-        conn = self._connection()
-        conn.commit()
+        try:
+            self._connection().commit()
+        except Exception as err:
+            raise self._staging_failed(err) from err
         self._close()
         return {"name": self.table_name, "rows": self._part_rows}
 
