@@ -72,6 +72,9 @@ class PrisjaktExportOperator(BaseOperator):
     """
     Base class of the Prisjakt transfer operators; subclasses only build their destination sink.
 
+    Every subclass's docstring gets the parameters below appended, so ``help()`` on any transfer
+    operator lists all of its parameters.
+
     :param resource: what to export: ``events`` (conversion events, default), ``purchase_summary``
         (one row per currency per day), ``clicks`` (the click behind each event of the window,
         de-duplicated) or ``pixels`` (the shop's pixels). (templated)
@@ -101,6 +104,14 @@ class PrisjaktExportOperator(BaseOperator):
         "prisjakt_conn_id",
     )
     ui_color = "#ff6a13"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        shared = (PrisjaktExportOperator.__doc__ or "").split("    :param ", 1)[-1]
+        if cls.__doc__ and ":param resource:" not in cls.__doc__:
+            cls.__doc__ = (
+                f"{cls.__doc__.rstrip()}\n\n    Parameters shared by every Prisjakt transfer:\n\n    :param {shared}"
+            )
 
     def __init__(
         self,

@@ -66,10 +66,6 @@ class PrisjaktToS3Operator(PrisjaktExportOperator):
     window is exported, so a failed run leaves the previous output as it was; a re-run replaces its
     parts and deletes stale parts of an earlier, longer run.
 
-    All parameters of :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator`
-    apply (``resource``, ``pixel_id``, ``shop_id``, ``start``, ``end``, ``lookback``,
-    ``file_format``, ``compression``, ``max_rows_per_file``, ``prisjakt_conn_id``, ``deferrable``).
-
     :param s3_bucket: the bucket. (templated)
     :param s3_key: the key prefix of this window's files, e.g. ``prisjakt/events/{{ ds }}/``. (templated)
     :param aws_conn_id: the AWS connection. (templated)

@@ -677,10 +677,8 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
       without a primary key a re-run adds the window again; into one with a key (as
       ``create_table`` makes) a re-run that repeats a key fails and leaves the table unchanged.
 
-    All parameters of :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator`
-    apply (``resource``, ``pixel_id``, ``shop_id``, ``start``, ``end``, ``lookback``,
-    ``prisjakt_conn_id``, ``deferrable``); ``file_format``, ``compression`` and
-    ``max_rows_per_file`` have no effect on a table.
+    ``file_format``, ``compression`` and ``max_rows_per_file`` (shared parameters, below) have
+    no effect on a table.
 
     :param conn_id: the database connection: any common-sql connection of type ``postgres``,
         ``mysql`` or ``sqlite``. (templated)

@@ -95,3 +95,29 @@ def test_templated_fields_cover_every_name_and_time_a_user_would_template() -> N
 
     assert {"resource", "pixel_id", "shop_id", "start", "end", "lookback", "prisjakt_conn_id"} <= fields
     assert {"s3_bucket", "s3_key", "aws_conn_id"} <= fields
+
+
+@pytest.mark.parametrize(
+    "operator_class",
+    [
+        "prisjakt_to_s3.PrisjaktToS3Operator",
+        "prisjakt_to_gcs.PrisjaktToGCSOperator",
+        "prisjakt_to_sql.PrisjaktToSqlOperator",
+    ],
+)
+def test_help_on_each_transfer_documents_every_parameter(operator_class: str) -> None:
+    import importlib
+    import inspect
+
+    from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+
+    module, name = operator_class.split(".")
+    cls = getattr(importlib.import_module(f"airflow_provider_prisjakt.transfers.{module}"), name)
+    own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    shared = set(inspect.signature(PrisjaktExportOperator.__init__).parameters) - {"self", "kwargs"}
+
+    documented = {
+        line.split(":param ", 1)[1].split(":", 1)[0] for line in cls.__doc__.splitlines() if ":param " in line
+    }
+
+    assert own | shared <= documented
