@@ -1,8 +1,9 @@
 """
 Test DAG: one day of a shop's conversion events into a SQL table, for a ``dag.test()`` run.
 
-The test sets the connections ``prisjakt_default`` (the sandbox) and ``prisjakt_test_warehouse``
-(a SQLite file) as environment variables before running it; parsing touches neither.
+By default it reads ``prisjakt_default`` (the sandbox) and writes ``prisjakt_test_warehouse`` (a
+SQLite file); a test sets both as environment variables before running it, and may name others in
+the run's conf. Parsing touches no connection.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 10, 1),
     catchup=False,
-    params={"shop_id": 4343, "start": "2026-10-05T00:00:00Z", "end": "2026-10-06T00:00:00Z"},
+    params={
+        "shop_id": 4343,
+        "start": "2026-10-05T00:00:00Z",
+        "end": "2026-10-06T00:00:00Z",
+        "prisjakt_conn_id": "prisjakt_default",
+        "warehouse": "prisjakt_test_warehouse",
+        "table": "prisjakt_test_events",
+    },
     tags=["test", "prisjakt"],
 ) as dag:
     PrisjaktToSqlOperator(
@@ -27,7 +35,8 @@ with DAG(
         shop_id="{{ params.shop_id }}",
         start="{{ params.start }}",
         end="{{ params.end }}",
-        conn_id="prisjakt_test_warehouse",
-        table="prisjakt_test_events",
+        prisjakt_conn_id="{{ params.prisjakt_conn_id }}",
+        conn_id="{{ params.warehouse }}",
+        table="{{ params.table }}",
         write_disposition="merge",
     )

@@ -29,7 +29,7 @@ from .conftest import connect
 
 pytestmark = pytest.mark.integration
 
-DAG_ID = "prisjakt_test_secrets"
+DAG_ID = "prisjakt_test_sql"  # the SQL test DAG, pointed at this test's connections by the run conf
 TASK_ID = "events_to_sql"
 
 
@@ -52,7 +52,13 @@ def test_secret_and_tokens_reach_no_xcom_rendered_field_log_file_lineage_or_requ
         dag = DagBag(str(DAGS_FOLDER)).get_dag(DAG_ID)
         assert dag is not None
 
-        run = dag.test()
+        run = dag.test(
+            run_conf={
+                "prisjakt_conn_id": "prisjakt_test_secrets",
+                "warehouse": "prisjakt_test_secrets_warehouse",
+                "table": "prisjakt_secret_events",
+            }
+        )
 
         assert run.state == "success"
         tokens = [register_secret(token) for token in sandbox.issued_tokens()]
