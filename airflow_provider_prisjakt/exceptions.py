@@ -18,6 +18,8 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_provider_prisjakt.decoding import decode_json
+
 BODY_EXCERPT_CHARS = 200
 
 
@@ -83,7 +85,7 @@ def parse_problem(body: str | bytes | None) -> ProblemDetails | None:
     if body is None:
         return None
     try:
-        data = json.loads(body)
+        data = decode_json(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(data, dict):

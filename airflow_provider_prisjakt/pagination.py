@@ -8,8 +8,8 @@ lose pages.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -275,29 +275,93 @@ class RecentKeys:
     A bounded memory of the most recent record keys, to drop records repeated by shifting pages.
 
     The API's pages are not stable: events arriving while a client pages shift later pages, so a
-    few records of one page show up again at the start of the next. Remembering the last
-    ``capacity`` keys catches those repeats with memory that stays flat however long the export.
+    few records of one page show up again at the start of the next. Remembering the recent keys
+    catches those repeats with memory that stays flat however long the export.
 
-    :param capacity: how many keys to remember.
+    Keys are kept in two generations. When the newer one reaches ``capacity`` keys it becomes the
+    older one, and the previous older one is forgotten. So the last ``capacity`` keys are always
+    remembered, and never more than about twice that. Keys must be hashable (API ids are strings).
+
+    :param capacity: how many of the most recent keys are always remembered.
     :param initial: keys already seen (e.g. from a checkpoint), oldest first.
     """
 
-    def __init__(self, capacity: int, initial: Iterable[str] = ()) -> None:
+    def __init__(self, capacity: int, initial: Iterable[Any] = ()) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict((key, None) for key in initial)
+        self._older: set[Hashable] = set()
+        self._newer: set[Hashable] = set()
+        self._latest: deque[Hashable] = deque(maxlen=capacity)
+        for key in initial:
+            self.first_time(key)
+
+    def _rotate_if_full(self) -> None:
+        if len(self._newer) >= self.capacity:
+            self._older, self._newer = self._newer, set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._newer or key in self._older
+
+    def _remember_new(self, keys: list[Hashable]) -> None:
+        """Remember distinct, unseen keys in order, rotating exactly where one by one would."""
+        start = 0
+        while start < len(keys):
+            room = self.capacity - len(self._newer)
+            chunk = keys[start : start + room]
+            self._newer.update(chunk)
+            start += len(chunk)
+            self._rotate_if_full()
+        self._latest.extend(keys)
 
     def first_time(self, key: Any) -> bool:
-        """Return True and remember ``key`` unless it was seen recently; ``None`` is always new."""
+        """
+        Return True and remember ``key`` unless it was seen recently; ``None`` is always new.
+
+        An unhashable key (a JSON object or array) is remembered by its ``repr``.
+        """
         if key is None:
             return True
-        text = str(key)
-        if text in self._keys:
+        if not isinstance(key, Hashable):
+            key = repr(key)
+        if key in self:
             return False
-        self._keys[text] = None
-        if len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        self._newer.add(key)
+        self._latest.append(key)
+        self._rotate_if_full()
         return True
 
-    def snapshot(self) -> list[str]:
-        """Return the remembered keys, oldest first."""
-        return list(self._keys)
+    def keep_new(self, records: list[Any], key_field: str = "id") -> list[Any]:
+        """
+        Return the records whose key was not seen recently, in order, and remember their keys.
+
+        A record that is not an object, or has no key, is always kept. A page of distinct keys
+        that are all new (the usual case) is checked with set operations rather than record by
+        record; the result is the same either way. When every record is new, ``records`` itself
+        is returned.
+
+        :param records: the records of one page.
+        :param key_field: the member holding each record's key.
+        """
+        try:
+            keys = [record[key_field] for record in records]
+            distinct = set(keys)
+        except (KeyError, TypeError, IndexError):
+            pass
+        else:
+            if (
+                len(distinct) == len(keys)
+                and None not in distinct
+                and distinct.isdisjoint(self._newer)
+                and distinct.isdisjoint(self._older)
+            ):
+                self._remember_new(keys)
+                return records
+        first_time = self.first_time
+        return [
+            record for record in records if first_time(record.get(key_field) if isinstance(record, Mapping) else None)
+        ]
+
+    def snapshot(self) -> list[Hashable]:
+        """Return the last ``capacity`` keys remembered, oldest first."""
+        return list(self._latest)

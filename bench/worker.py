@@ -14,6 +14,7 @@ so it imports nothing of either at module level.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import re
@@ -79,6 +80,9 @@ class Timer:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.001)
+        # Settle the garbage the imports left behind before the clock starts, for every tool alike:
+        # otherwise the first full collection of the import heap lands in the timed section.
+        gc.collect()
         self.rss_before = rss_bytes()
         wall, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
@@ -171,8 +175,6 @@ def extract_floor_in_airflow(spec: dict[str, Any], timer: Timer) -> dict[str, An
 
 def extract_ours_without_gc(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
     """Diagnostic: ours with the cyclic garbage collector off during the fetch."""
-    import gc
-
     gc.disable()
     return extract_ours(spec, timer)
 

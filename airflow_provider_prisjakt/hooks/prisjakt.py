@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +25,7 @@ from airflow_provider_prisjakt.connection import (
     ConnectionSettingsError,
     settings_from_connection,
 )
+from airflow_provider_prisjakt.decoding import decode_json
 from airflow_provider_prisjakt.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,
@@ -174,7 +174,7 @@ def parse_token_response(status: int, content: bytes, reason: str | None, token_
     if status != 200:
         raise api_error_from_response(status, content, reason=reason, method="POST", path=urlsplit(token_url).path)
     try:
-        payload = json.loads(content)
+        payload = decode_json(content)
         token = str(payload["access_token"])
         expires_in = float(payload.get("expires_in") or 3600)
     except (ValueError, KeyError, TypeError):
@@ -524,7 +524,7 @@ class PrisjaktHook(BaseHook):
                     if not expect_json:
                         return response, None
                     try:
-                        return response, json.loads(response.content)
+                        return response, decode_json(response.content)
                     except ValueError:
                         failure = _unreadable_body(response)
                 else:
@@ -609,9 +609,7 @@ class PrisjaktHook(BaseHook):
         """Yield every record of a list endpoint across all pages, dropping records repeated by shifting pages."""
         dedup = RecentKeys(DEDUP_MEMORY)
         for page in self.iter_pages(path, params, records_key=records_key):
-            for record in page.records:
-                if dedup.first_time(record.get("id") if isinstance(record, dict) else None):
-                    yield record
+            yield from dedup.keep_new(page.records)
 
     # -- resources ---------------------------------------------------------------------------------
 
@@ -657,9 +655,7 @@ class PrisjaktHook(BaseHook):
         path = self.events_path(pixel_id)
         for chunk_start, chunk_end in self.window_chunks(start, end):
             for page in self.iter_pages(path, self.window_params(chunk_start, chunk_end)):
-                for record in page.records:
-                    if dedup.first_time(record.get("id")):
-                        yield record
+                yield from dedup.keep_new(page.records)
 
     def get_purchase_summary(self, pixel_id: str, start: TimeLike, end: TimeLike) -> dict[str, Any]:
         """

@@ -72,7 +72,7 @@ class ExportCheckpoint:
     parts: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     counters: dict[str, float] = field(default_factory=dict)
-    recent_ids: list[str] = field(default_factory=list)
+    recent_ids: list[Any] = field(default_factory=list)
     extracted_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,8 +148,7 @@ class _Source:
 
     def _fresh(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drop records already written; API records carry their key as ``id``."""
-        first_time = self.recent.first_time
-        return [record for record in records if first_time(record.get("id"))]
+        return self.recent.keep_new(records)
 
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         name = self.request.resource.name
