@@ -601,6 +601,9 @@ class PrisjaktHook(BaseHook):
             except PaginationError as err:
                 raise PrisjaktPaginationError(f"{err} (page {number} of {urlsplit(requested).path})") from None
             yield Page(records=records, url=requested, next_url=next_url, number=number)
+            # Let this page go before the next one is fetched. Held while the next is decoded, it
+            # would double the live objects and push both into the collector's oldest generation.
+            del response, body, records
             url, query = next_url, None
 
     def paginate(
@@ -610,6 +613,7 @@ class PrisjaktHook(BaseHook):
         dedup = RecentKeys(DEDUP_MEMORY)
         for page in self.iter_pages(path, params, records_key=records_key):
             yield from dedup.keep_new(page.records)
+            del page  # released before the next page is fetched; see iter_pages
 
     # -- resources ---------------------------------------------------------------------------------
 
@@ -656,6 +660,7 @@ class PrisjaktHook(BaseHook):
         for chunk_start, chunk_end in self.window_chunks(start, end):
             for page in self.iter_pages(path, self.window_params(chunk_start, chunk_end)):
                 yield from dedup.keep_new(page.records)
+                del page  # released before the next page is fetched; see iter_pages
 
     def get_purchase_summary(self, pixel_id: str, start: TimeLike, end: TimeLike) -> dict[str, Any]:
         """

@@ -171,6 +171,7 @@ class _Source:
                 params = self.hook.window_params(*chunks[chunk])
                 for page in self.hook.iter_pages(path, params, start_url=resume_url):
                     yield target, chunk, page
+                    del page  # released before the next page is fetched; see PrisjaktHook.iter_pages
 
     @staticmethod
     def _after(target: int, chunk: int, page: Any) -> Cursor:
@@ -181,6 +182,7 @@ class _Source:
     def _events(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         for target, chunk, page in self._pages(targets, cursor):
             yield self._fresh(page.records), self._after(target, chunk, page)
+            del page
 
     def _clicks(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         # The cursor of a clicks export points at the events page being worked through: a resume
@@ -308,10 +310,11 @@ def run_export(
                     sink.open_part(next_part)
                     part_open, part_rows = True, 0
                 room = request.max_rows_per_file - part_rows if sink.rotates_parts else len(records)
-                chunk, records = records[:room], records[room:]
-                sink.write_rows(chunk)
-                part_rows += len(chunk)
-                rows += len(chunk)
+                written = min(room, len(records))
+                sink.write_rows(records if written == len(records) else records[:written])
+                records = records[written:]  # empty at the end: the page is not held while the next is fetched
+                part_rows += written
+                rows += written
                 if sink.rotates_parts and part_rows >= request.max_rows_per_file:
                     close_part()
             cursor = after

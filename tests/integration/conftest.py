@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,21 @@ from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.conftest import register_secret
 
 HookFactory = Callable[..., tuple[PrisjaktSandbox, PrisjaktHook]]
+
+PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
+PERIOD_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def rate_limited_config(*, pages: int, page_size: int, budget: int, window_seconds: float) -> SandboxConfig:
+    """One pixel with ``pages`` full pages of events in October 2026, under ``budget`` requests per window."""
+    return SandboxConfig(
+        events_per_pixel=pages * page_size,
+        page_size=page_size,
+        period_start=PERIOD_START,
+        period_end=PERIOD_END,
+        rate_limit=budget,
+        rate_window=window_seconds,
+    )
 
 
 def connect(

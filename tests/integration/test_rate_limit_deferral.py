@@ -23,16 +23,14 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+from airflow_provider_prisjakt.testing import PrisjaktSandbox
 from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
 from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
 from tests.conftest import DAGS_FOLDER
 from tests.dags.prisjakt_test_deferral import DAG_ID, LocalFolderExportOperator
 
-from .conftest import connect
+from .conftest import PERIOD_END, PERIOD_START, connect, rate_limited_config
 
-PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
-PERIOD_END = datetime(2026, 11, 1, tzinfo=UTC)
 PAGE_SIZE = 100
 PAGES = 30
 BUDGET = 10
@@ -45,14 +43,7 @@ EXTRA = {"max_inline_wait": 0.5}
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrisjaktSandbox]:
     """A sandbox with 30 pages of events for one pixel and a budget of 10 requests per 2 s window."""
     server = PrisjaktSandbox(
-        SandboxConfig(
-            events_per_pixel=PAGES * PAGE_SIZE,
-            page_size=PAGE_SIZE,
-            period_start=PERIOD_START,
-            period_end=PERIOD_END,
-            rate_limit=BUDGET,
-            rate_window=WINDOW_SECONDS,
-        )
+        rate_limited_config(pages=PAGES, page_size=PAGE_SIZE, budget=BUDGET, window_seconds=WINDOW_SECONDS)
     ).start()
     connect(monkeypatch, server, **EXTRA)
     yield server
@@ -242,14 +233,7 @@ def test_dag_with_deferrable_sensor_and_export_completes_through_deferrals(
     airflow_db: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with PrisjaktSandbox(
-        SandboxConfig(
-            events_per_pixel=20 * PAGE_SIZE,
-            page_size=PAGE_SIZE,
-            period_start=PERIOD_START,
-            period_end=PERIOD_END,
-            rate_limit=BUDGET,
-            rate_window=WINDOW_SECONDS,
-        )
+        rate_limited_config(pages=20, page_size=PAGE_SIZE, budget=BUDGET, window_seconds=WINDOW_SECONDS)
     ) as server:
         connect(monkeypatch, server, **EXTRA)
         pixel = server.pixel_ids(4242)[0]

@@ -20,22 +20,20 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+from airflow_provider_prisjakt.testing import PrisjaktSandbox
 from tests.conftest import REPO_ROOT, register_secret
+from tests.integration.conftest import PERIOD_END, PERIOD_START, rate_limited_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow3_only]
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 DAG_ID = "prisjakt_test_deferral"
 DAG_FILE = REPO_ROOT / "tests" / "dags" / f"{DAG_ID}.py"
-PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
-PERIOD_END = datetime(2026, 11, 1, tzinfo=UTC)
 PAGE_SIZE = 100
 PAGES = 15
 BUDGET = 10
@@ -166,14 +164,7 @@ def test_real_triggerer_resumes_the_deferred_export(metadata_db: str, tmp_path: 
     states: dict[str, list[str]] = {}
 
     with PrisjaktSandbox(
-        SandboxConfig(
-            events_per_pixel=PAGES * PAGE_SIZE,
-            page_size=PAGE_SIZE,
-            period_start=PERIOD_START,
-            period_end=PERIOD_END,
-            rate_limit=BUDGET,
-            rate_window=WINDOW_SECONDS,
-        )
+        rate_limited_config(pages=PAGES, page_size=PAGE_SIZE, budget=BUDGET, window_seconds=WINDOW_SECONDS)
     ) as sandbox:
         register_secret(sandbox.client_secret)
         env = airflow_env(home, metadata_db, api_port, sandbox)
