@@ -8,6 +8,7 @@ numbers. Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -15,14 +16,18 @@ import msgspec
 
 def decode_json(content: bytes | str) -> Any:
     """
-    Decode one JSON document (UTF-8 bytes or text) into plain Python objects.
+    Decode one JSON document into plain Python objects, exactly as :func:`json.loads` would.
 
-    Unlike :func:`json.loads`, numbers beyond a double's range and the non-standard ``NaN`` and
-    ``Infinity`` are rejected rather than read as ``inf``/``nan``.
+    ``msgspec`` decodes; the few documents it is stricter about than :func:`json.loads` (a UTF-8
+    byte order mark, UTF-16 or UTF-32 bytes, lone surrogate escapes, numbers beyond a double's
+    range, ``NaN``) are decoded again by :func:`json.loads`, which then accepts or rejects them.
 
-    :param content: the document.
+    :param content: the document, as bytes or text.
     :return: the decoded value.
-    :raises ValueError: when the content is not valid JSON or not valid UTF-8.
+    :raises ValueError: when the content is not JSON (``json.JSONDecodeError`` or ``UnicodeDecodeError``).
     :raises RecursionError: when the document nests deeper than the decoder allows.
     """
-    return msgspec.json.decode(content)
+    try:
+        return msgspec.json.decode(content)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return json.loads(content)

@@ -9,7 +9,7 @@ lose pages.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -278,32 +278,35 @@ class RecentKeys:
     few records of one page show up again at the start of the next. Remembering the recent keys
     catches those repeats with memory that stays flat however long the export.
 
-    Keys are kept in two generations. When the newer one reaches ``capacity`` keys it becomes the
-    older one, and the previous older one is forgotten. So the last ``capacity`` keys are always
-    remembered, and never more than about twice that. Keys must be hashable (API ids are strings).
+    Keys are compared as text (``1`` and ``"1"`` are the same key), as checkpoints store them. They
+    are kept in two generations: when the newer one reaches ``capacity`` keys it becomes the older
+    one, and the previous older one is forgotten. So the last ``capacity`` keys are always
+    remembered, and never more than twice that.
 
     :param capacity: how many of the most recent keys are always remembered.
     :param initial: keys already seen (e.g. from a checkpoint), oldest first.
+    :param snapshot_size: how many of the latest keys :meth:`snapshot` returns (for checkpoints).
     """
 
-    def __init__(self, capacity: int, initial: Iterable[Any] = ()) -> None:
+    def __init__(self, capacity: int, initial: Iterable[Any] = (), snapshot_size: int = 0) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        self._older: set[Hashable] = set()
-        self._newer: set[Hashable] = set()
-        self._latest: deque[Hashable] = deque(maxlen=capacity)
+        self._older: set[str] = set()
+        self._newer: set[str] = set()
+        self._latest: deque[str] = deque(maxlen=snapshot_size)
         for key in initial:
             self.first_time(key)
+
+    def __contains__(self, key: object) -> bool:
+        text = key if type(key) is str else str(key)
+        return text in self._newer or text in self._older
 
     def _rotate_if_full(self) -> None:
         if len(self._newer) >= self.capacity:
             self._older, self._newer = self._newer, set()
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._newer or key in self._older
-
-    def _remember_new(self, keys: list[Hashable]) -> None:
+    def _remember_new(self, keys: list[str]) -> None:
         """Remember distinct, unseen keys in order, rotating exactly where one by one would."""
         start = 0
         while start < len(keys):
@@ -315,19 +318,14 @@ class RecentKeys:
         self._latest.extend(keys)
 
     def first_time(self, key: Any) -> bool:
-        """
-        Return True and remember ``key`` unless it was seen recently; ``None`` is always new.
-
-        An unhashable key (a JSON object or array) is remembered by its ``repr``.
-        """
+        """Return True and remember ``key`` unless it was seen recently; ``None`` is always new."""
         if key is None:
             return True
-        if not isinstance(key, Hashable):
-            key = repr(key)
-        if key in self:
+        text = key if type(key) is str else str(key)
+        if text in self._newer or text in self._older:
             return False
-        self._newer.add(key)
-        self._latest.append(key)
+        self._newer.add(text)
+        self._latest.append(text)
         self._rotate_if_full()
         return True
 
@@ -335,26 +333,21 @@ class RecentKeys:
         """
         Return the records whose key was not seen recently, in order, and remember their keys.
 
-        A record that is not an object, or has no key, is always kept. A page of distinct keys
-        that are all new (the usual case) is checked with set operations rather than record by
-        record; the result is the same either way. When every record is new, ``records`` itself
-        is returned.
+        A record that is not an object, or has no key, is always kept. A page whose keys are
+        distinct strings, all new (the usual case), is checked with set operations rather than
+        record by record; the result is the same either way. When every record is new,
+        ``records`` itself is returned.
 
         :param records: the records of one page.
         :param key_field: the member holding each record's key.
         """
         try:
             keys = [record[key_field] for record in records]
-            distinct = set(keys)
         except (KeyError, TypeError, IndexError):
-            pass
-        else:
-            if (
-                len(distinct) == len(keys)
-                and None not in distinct
-                and distinct.isdisjoint(self._newer)
-                and distinct.isdisjoint(self._older)
-            ):
+            keys = []
+        if keys and set(map(type, keys)) == {str}:
+            distinct = set(keys)
+            if len(distinct) == len(keys) and distinct.isdisjoint(self._newer) and distinct.isdisjoint(self._older):
                 self._remember_new(keys)
                 return records
         first_time = self.first_time
@@ -362,6 +355,6 @@ class RecentKeys:
             record for record in records if first_time(record.get(key_field) if isinstance(record, Mapping) else None)
         ]
 
-    def snapshot(self) -> list[Hashable]:
-        """Return the last ``capacity`` keys remembered, oldest first."""
+    def snapshot(self) -> list[str]:
+        """Return the latest ``snapshot_size`` keys remembered, oldest first."""
         return list(self._latest)

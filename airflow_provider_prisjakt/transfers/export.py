@@ -72,7 +72,7 @@ class ExportCheckpoint:
     parts: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     counters: dict[str, float] = field(default_factory=dict)
-    recent_ids: list[Any] = field(default_factory=list)
+    recent_ids: list[str] = field(default_factory=list)
     extracted_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,7 +274,7 @@ def run_export(
     if checkpoint is None:
         checkpoint = ExportCheckpoint(targets=resolve_targets(hook, request), extracted_at=extracted_at.isoformat())
     baseline = hook.stats.to_dict()
-    recent = RecentKeys(RECENT_IDS_KEPT, checkpoint.recent_ids)
+    recent = RecentKeys(RECENT_IDS_KEPT, checkpoint.recent_ids, snapshot_size=CHECKPOINT_IDS_KEPT)
     source = _Source(hook, request, recent)
     sink.begin(resume=resume)
     part_open = False
@@ -299,7 +299,7 @@ def run_export(
             parts=parts,
             rows=rows,
             counters=_add_counters(checkpoint.counters, hook, baseline),
-            recent_ids=recent.snapshot()[-CHECKPOINT_IDS_KEPT:],
+            recent_ids=recent.snapshot(),
             extracted_at=checkpoint.extracted_at,
         )
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,31 @@ def test_iter_events_streams_every_event_of_the_window_once(sandbox_hook: HookFa
     times = [e["event_time"] for e in events]
     assert times == sorted(times, reverse=True)
     assert max(pages_fetched(sandbox).values()) == 1
+
+
+def test_iter_pages_lets_each_page_go_before_fetching_the_next(
+    sandbox_hook: HookFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streaming: while the next page is fetched and decoded, the hook holds nothing of the last one."""
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    pages = hook.iter_pages(hook.events_path(pixel), hook.window_params(START, END))
+    held_during_fetch: list[bool] = []
+    last_page: list[Any] = []
+    real_send = hook.send
+
+    def send_noting_what_the_pages_hold(*args: Any, **kwargs: Any) -> Any:
+        if last_page:
+            held_during_fetch.append(any(referrer is pages for referrer in gc.get_referrers(last_page[-1])))
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(hook, "send", send_noting_what_the_pages_hold)
+    for page in pages:
+        last_page[:] = [page.records]
+        del page
+
+    assert len(held_during_fetch) >= 2  # several pages, each fetched after the previous one
+    assert not any(held_during_fetch)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""decode_json: the JSON decoder of API bodies reads what the standard library reads."""
+"""decode_json: the JSON decoder of API bodies reads exactly what the standard library reads."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -35,8 +36,29 @@ def test_keeps_big_integers_and_the_last_of_repeated_members() -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"{", b'{"a": 1', b"[1,]", b"NaN", b"[Infinity]", b"[1e400]", b'"\xe9"', b"<html>502</html>"],
+    [
+        b"\xef\xbb\xbf[1]",  # a UTF-8 byte order mark
+        '{"a": [1]}'.encode("utf-16"),
+        '{"a": [1]}'.encode("utf-32-be"),
+        b'["\\ud800"]',  # a lone surrogate escape
+        b"[1e400, -1e400]",
+        b"[Infinity, -Infinity]",
+    ],
+)
+def test_documents_msgspec_refuses_are_read_as_json_loads_reads_them(content: bytes) -> None:
+    assert decode_json(content) == json.loads(content)
+
+
+def test_nan_is_read_as_json_loads_reads_it() -> None:
+    value = decode_json(b"[NaN]")
+    assert len(value) == 1 and math.isnan(value[0])
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"{", b'{"a": 1', b"[1,]", b'"\xe9"', b"<html>502</html>", b'{"a": 1} trailing']
 )
 def test_rejects_what_is_not_json_with_a_value_error(content: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(content)
     with pytest.raises(ValueError):
         decode_json(content)
