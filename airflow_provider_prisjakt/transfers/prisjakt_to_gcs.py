@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
 from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
 from airflow_provider_prisjakt.transfers.sinks import ObjectStoreSink
 
@@ -15,54 +15,89 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
+    from google.cloud.storage import Blob
 
     from airflow_provider_prisjakt.resources import Resource
     from airflow_provider_prisjakt.transfers.export import ExportRequest
 
 
-# The google client retries for 120 s by default; a cleanup after a failure should give up sooner.
+# The google client retries one call for 120 s by default; an export should give up sooner.
 GCS_CALL_DEADLINE = 30.0
-
-
-def _bounded_retry() -> Any:
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    return DEFAULT_RETRY.with_deadline(GCS_CALL_DEADLINE)
+# Each request's timeout, as google-cloud-storage's own default.
+GCS_REQUEST_TIMEOUT = 60
 
 
 class GCSSink(ObjectStoreSink):
-    """An :class:`ObjectStoreSink` on a GCS bucket through ``GCSHook``."""
+    """
+    An :class:`ObjectStoreSink` on a GCS bucket through ``GCSHook``.
 
-    def __init__(self, *, hook: GCSHook, bucket: str, **kwargs: Any) -> None:
+    :param hook: the GCS hook.
+    :param bucket: the bucket.
+    :param request_timeout: seconds each request may take. Retries of one call stop after
+        :data:`GCS_CALL_DEADLINE` seconds or three timeouts, whichever comes first.
+    """
+
+    def __init__(
+        self, *, hook: GCSHook, bucket: str, request_timeout: int = GCS_REQUEST_TIMEOUT, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.hook = hook
         self.bucket = bucket
+        self.request_timeout = request_timeout
+
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_deadline(min(GCS_CALL_DEADLINE, 3.0 * self.request_timeout))
+
+    def _upload(self, key: str, upload: Callable[[Blob], None]) -> None:
+        """Run one upload of ``key``; a failure names the object and keeps the client's reason."""
+        blob = self.hook.get_bucket(self.bucket).blob(key)
+        try:
+            upload(blob)
+        except Exception as err:
+            raise PrisjaktError(f"Uploading gs://{self.bucket}/{key} failed: {err}") from err
 
     def upload_file(self, local_path: str, key: str) -> None:
         """Upload a part file (resumable upload for large files)."""
-        self.hook.upload(self.bucket, key, filename=local_path, num_max_attempts=3)
+        self._upload(
+            key,
+            lambda blob: blob.upload_from_filename(
+                local_path,
+                content_type="application/octet-stream",
+                timeout=self.request_timeout,
+                retry=self._retry(),
+            ),
+        )
 
     def upload_text(self, text: str, key: str) -> None:
         """Write a small text object."""
-        self.hook.upload(self.bucket, key, data=text, mime_type="application/json", num_max_attempts=3)
+        self._upload(
+            key,
+            lambda blob: blob.upload_from_string(
+                text, content_type="application/json", timeout=self.request_timeout, retry=self._retry()
+            ),
+        )
 
     def copy_object(self, source_key: str, dest_key: str) -> None:
         """Copy within the bucket, server side."""
-        self.hook.copy(self.bucket, source_key, self.bucket, dest_key)
+        bucket = self.hook.get_bucket(self.bucket)
+        bucket.copy_blob(bucket.blob(source_key), bucket, dest_key, timeout=self.request_timeout, retry=self._retry())
 
     def list_keys(self, prefix: str) -> list[str]:
-        """List every object under a prefix, giving up after :data:`GCS_CALL_DEADLINE` seconds of retries."""
+        """List every object under a prefix."""
         bucket = self.hook.get_bucket(self.bucket)
-        return [blob.name for blob in bucket.list_blobs(prefix=prefix, retry=_bounded_retry())]
+        blobs = bucket.list_blobs(prefix=prefix, timeout=self.request_timeout, retry=self._retry())
+        return [blob.name for blob in blobs]
 
     def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete objects; missing ones are ignored. Retries stop after :data:`GCS_CALL_DEADLINE` seconds."""
+        """Delete objects; missing ones are ignored."""
         from google.api_core.exceptions import NotFound
 
         bucket = self.hook.get_bucket(self.bucket)
         for key in keys:
             with contextlib.suppress(NotFound):
-                bucket.delete_blob(key, retry=_bounded_retry())
+                bucket.delete_blob(key, timeout=self.request_timeout, retry=self._retry())
 
     def describe(self) -> str:
         """Return ``gs://bucket/prefix``."""
@@ -81,6 +116,9 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
     :param object_name: the object name prefix of this window's files. (templated)
     :param gcp_conn_id: the Google Cloud connection. (templated)
     :param impersonation_chain: optional service account to impersonate. (templated)
+    :param request_timeout: seconds each GCS request may take (default 60, the client's own). Retries
+        of one call stop after 30 s or three timeouts, whichever comes first, so a bucket that stops
+        answering fails the task in minutes rather than hanging it.
     """
 
     template_fields: Sequence[str] = (
@@ -98,6 +136,7 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
         object_name: str,
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
+        request_timeout: int = GCS_REQUEST_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +144,9 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
         self.object_name = object_name
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
+        if request_timeout <= 0:
+            raise PrisjaktConfigError(f"request_timeout must be a positive number of seconds, got {request_timeout!r}")
+        self.request_timeout = request_timeout
 
     @cached_property
     def gcs_hook(self) -> GCSHook:
@@ -129,6 +171,7 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
         return GCSSink(
             hook=self.gcs_hook,
             bucket=self.bucket,
+            request_timeout=self.request_timeout,
             prefix=self.object_name,
             resource=request.resource,
             file_format=self.file_format,

@@ -163,12 +163,17 @@ def s3_store(moto_service: Service, monkeypatch: pytest.MonkeyPatch) -> S3Store:
     return S3Store(_bucket_name("prisjakt-s3"))
 
 
+def connect_gcs(monkeypatch: pytest.MonkeyPatch, service: Service) -> None:
+    """Point the ``google_cloud_prisjakt_test`` connection (anonymous) at a gcp-storage-emulator."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", service.url)
+    connection = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "prisjakt-test"}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}", json.dumps(connection))
+
+
 @pytest.fixture
 def gcs_store(gcs_service: Service, monkeypatch: pytest.MonkeyPatch) -> GCSStore:
     """A fresh bucket on gcp-storage-emulator, reachable through the ``google_cloud_prisjakt_test`` connection."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_service.url)
-    connection = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "prisjakt-test"}}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}", json.dumps(connection))
+    connect_gcs(monkeypatch, gcs_service)
     return GCSStore(_bucket_name("prisjakt-gcs"))
 
 

@@ -3,17 +3,16 @@ A destination that fails in the middle of an export: the storage service goes aw
 database drops the loading connection. The task fails with a clear message, the destination is left
 as it was, and a retry succeeds.
 
-No mocks: a moto_server of this test's own is frozen with SIGSTOP mid-export (so S3 stops
-answering; the AWS connection gives up after one second) and thawed afterwards, and PostgreSQL's
-loading backend is ended with ``pg_terminate_backend`` from another connection. To make the failure
-land mid-export for sure, the sandbox stalls the next page for a moment while the service goes.
-
-GCS is not covered here: with the emulator gone, google-cloud-storage retries the listing and
-deletes of the clean-up for its default 120-second deadline, so one such test takes minutes.
+No mocks: a moto_server or gcp-storage-emulator of the test's own is frozen with SIGSTOP mid-export
+(so the store stops answering; the AWS connection gives up after one second, the GCS operator after
+its ``request_timeout``) and thawed afterwards, and PostgreSQL's loading backend is ended with
+``pg_terminate_backend`` from another connection. To make the failure land mid-export for sure, the
+sandbox stalls the next page for a moment while the service goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,13 +26,13 @@ import pytest
 
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.transfers.sinks import STAGING_DIR
-from tests.integration.services import Service, start_moto_server
+from tests.integration.services import Service, start_gcs_emulator, start_moto_server
 
 from .conftest import connect
 
 pytest.register_assert_rewrite("tests.integration.conftest_services")
 
-from .conftest_services import AWS_CONN_ID, ObjectStore, S3Store, published  # noqa: E402
+from .conftest_services import AWS_CONN_ID, GCSStore, ObjectStore, S3Store, connect_gcs, published  # noqa: E402
 from .test_faults import PostgresDestination, postgres_warehouse_fixture  # noqa: E402, F401
 
 if TYPE_CHECKING:
@@ -89,9 +88,16 @@ class Saboteur(threading.Thread):
         assert self.done.is_set() and self.error is None, f"sabotage failed: {self.error!r}"
 
 
-def run_export(store: ObjectStore, pixel: str, start: datetime = PERIOD_START, end: datetime = PERIOD_END) -> Any:
+def run_export(
+    store: ObjectStore, pixel: str, start: datetime = PERIOD_START, end: datetime = PERIOD_END, **options: Any
+) -> Any:
     operator = store.operator(
-        PREFIX, pixel_id=pixel, start=start.isoformat(), end=end.isoformat(), max_rows_per_file=MAX_ROWS_PER_FILE
+        PREFIX,
+        pixel_id=pixel,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        max_rows_per_file=MAX_ROWS_PER_FILE,
+        **options,
     )
     return operator.execute({})
 
@@ -101,29 +107,68 @@ def published_output(store: ObjectStore) -> dict[str, bytes]:
     return {key: data for key, data in store.snapshot(PREFIX).items() if f"/{STAGING_DIR}/" not in key}
 
 
-# -- S3: moto_server stops answering mid-export -----------------------------------------------------
+# -- object stores that stop answering mid-export -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def stopped_at_exit(service: Service) -> Iterator[Service]:
+    """Yield ``service``; at exit thaw it if it is frozen, then stop it."""
+    try:
+        yield service
+    finally:
+        if service.process.poll() is None:
+            os.kill(service.process.pid, signal.SIGCONT)
+        service.stop()
+
+
+def freeze_mid_export(
+    sandbox: PrisjaktSandbox, service: Service, store: ObjectStore, export: Callable[[datetime], Any]
+) -> tuple[str, float]:
+    """
+    Export a shorter window, then the full one with the store frozen mid-way.
+
+    Checks that the published output is as the first export left it and that a retry succeeds;
+    returns the failure's message and how long the failing export took.
+    """
+    export(datetime(2026, 10, 20, tzinfo=UTC))
+    before = published_output(store)
+    sandbox.clear_requests()
+    saboteur = Saboteur(
+        sandbox, lambda: clean_pages(sandbox) >= 3, lambda: os.kill(service.process.pid, signal.SIGSTOP)
+    )
+    saboteur.start()
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        export(PERIOD_END)
+    failed_after = time.monotonic() - started
+    saboteur.check()
+    os.kill(service.process.pid, signal.SIGCONT)
+    time.sleep(0.5)  # requests queued while frozen are answered now
+    assert published_output(store) == before
+
+    export(PERIOD_END)  # the retry
+
+    manifest, _, _ = published(store, PREFIX)
+    assert manifest["rows"] == EVENTS_PER_PIXEL
+    assert store.keys(f"{PREFIX}{STAGING_DIR}") == []
+    return str(raised.value), failed_after
 
 
 @pytest.fixture
 def frozen_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Service, S3Store]]:
     """A moto_server of this test's own, with an AWS connection that gives up after one second."""
-    service = start_moto_server()
-    extra = {
-        "endpoint_url": service.url,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "region_name": "us-east-1",
-        "config_kwargs": {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}},
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    try:
+    with stopped_at_exit(start_moto_server()) as service:
+        extra = {
+            "endpoint_url": service.url,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": "us-east-1",
+            "config_kwargs": {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}},
+        }
+        monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+            monkeypatch.delenv(name, raising=False)
         yield service, S3Store("prisjakt-s3-failure")
-    finally:
-        if service.process.poll() is None:
-            os.kill(service.process.pid, signal.SIGCONT)
-        service.stop()
 
 
 def test_s3_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket_as_it_was_and_a_retry_succeeds(
@@ -131,30 +176,37 @@ def test_s3_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket_as_i
 ) -> None:
     service, store = frozen_s3
     pixel = sandbox.pixel_ids(4242)[0]
-    run_export(store, pixel, end=datetime(2026, 10, 20, tzinfo=UTC))
-    before = published_output(store)
-    sandbox.clear_requests()
-    saboteur = Saboteur(
-        sandbox, lambda: clean_pages(sandbox) >= 3, lambda: os.kill(service.process.pid, signal.SIGSTOP)
-    )
-    saboteur.start()
 
-    with pytest.raises(Exception) as raised:
-        run_export(store, pixel)
+    message, _ = freeze_mid_export(sandbox, service, store, lambda end: run_export(store, pixel, end=end))
 
-    saboteur.check()
-    message = str(raised.value)
     assert "timeout" in message.lower() and service.url in message, message
     assert f"{PREFIX}{STAGING_DIR}/part-" in message, message
-    os.kill(service.process.pid, signal.SIGCONT)
-    time.sleep(0.5)  # requests queued while frozen are answered now
-    assert published_output(store) == before
 
-    run_export(store, pixel)  # the retry
 
-    manifest, _, _ = published(store, PREFIX)
-    assert manifest["rows"] == EVENTS_PER_PIXEL
-    assert store.keys(f"{PREFIX}{STAGING_DIR}") == []
+GCS_REQUEST_TIMEOUT = 1
+
+
+@pytest.fixture
+def frozen_gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Service, GCSStore]]:
+    """A gcp-storage-emulator of this test's own, reachable through the test's GCP connection."""
+    with stopped_at_exit(start_gcs_emulator()) as service:
+        connect_gcs(monkeypatch, service)
+        yield service, GCSStore("prisjakt-gcs-failure")
+
+
+def test_gcs_that_stops_answering_mid_export_fails_within_its_timeouts_leaves_the_bucket_and_a_retry_succeeds(
+    sandbox: PrisjaktSandbox, frozen_gcs: tuple[Service, GCSStore]
+) -> None:
+    service, store = frozen_gcs
+    pixel = sandbox.pixel_ids(4242)[0]
+
+    message, failed_after = freeze_mid_export(
+        sandbox, service, store, lambda end: run_export(store, pixel, end=end, request_timeout=GCS_REQUEST_TIMEOUT)
+    )
+
+    assert "timed out" in message.lower() and f"gs://{store.bucket}/{PREFIX}{STAGING_DIR}/part-" in message, message
+    # The upload and then the clean-up each give up after three 1 s timeouts, not the client's 120 s.
+    assert failed_after < 30, failed_after
 
 
 # -- PostgreSQL: the loading connection is terminated ------------------------------------------------
