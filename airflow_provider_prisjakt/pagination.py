@@ -270,6 +270,11 @@ def extract_records(body: Any, records_key: str | None = None) -> list[Any]:
     raise UnexpectedBodyError(f"could not find the list of records in the response (members: {names})")
 
 
+def _key_text(key: Any) -> str:
+    """A record key as text, the form :class:`RecentKeys` compares and checkpoints store."""
+    return key if type(key) is str else str(key)
+
+
 class RecentKeys:
     """
     A bounded memory of the most recent record keys, to drop records repeated by shifting pages.
@@ -299,7 +304,7 @@ class RecentKeys:
             self.first_time(key)
 
     def __contains__(self, key: object) -> bool:
-        text = key if type(key) is str else str(key)
+        text = _key_text(key)
         return text in self._newer or text in self._older
 
     def _rotate_if_full(self) -> None:
@@ -321,7 +326,7 @@ class RecentKeys:
         """Return True and remember ``key`` unless it was seen recently; ``None`` is always new."""
         if key is None:
             return True
-        text = key if type(key) is str else str(key)
+        text = _key_text(key)
         if text in self._newer or text in self._older:
             return False
         self._newer.add(text)

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -121,15 +122,68 @@ def stopped_at_exit(service: Service) -> Iterator[Service]:
         service.stop()
 
 
-def freeze_mid_export(
-    sandbox: PrisjaktSandbox, service: Service, store: ObjectStore, export: Callable[[datetime], Any]
-) -> tuple[str, float]:
+@dataclass
+class FrozenStore:
     """
-    Export a shorter window, then the full one with the store frozen mid-way.
+    An object store of the test's own that can be frozen, with what a failure against it must say.
 
-    Checks that the published output is as the first export left it and that a retry succeeds;
-    returns the failure's message and how long the failing export took.
+    :param service: the store's server process.
+    :param store: a bucket on it.
+    :param options: operator arguments that make the export give up on it within seconds.
+    :param location: text the failure names besides the staged part (the endpoint or the bucket).
     """
+
+    service: Service
+    store: ObjectStore
+    options: dict[str, Any]
+    location: str
+
+
+def start_frozen_s3(monkeypatch: pytest.MonkeyPatch, service: Service) -> FrozenStore:
+    """A bucket on ``service`` (moto_server), with an AWS connection that gives up after one second."""
+    extra = {
+        "endpoint_url": service.url,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "region_name": "us-east-1",
+        "config_kwargs": {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    return FrozenStore(service, S3Store("prisjakt-s3-failure"), {}, service.url)
+
+
+def start_frozen_gcs(monkeypatch: pytest.MonkeyPatch, service: Service) -> FrozenStore:
+    """A bucket on ``service`` (gcp-storage-emulator); the operator's requests time out after one second."""
+    connect_gcs(monkeypatch, service)
+    store = GCSStore("prisjakt-gcs-failure")
+    return FrozenStore(service, store, {"request_timeout": 1}, f"gs://{store.bucket}/")
+
+
+FROZEN_STORES = {
+    "s3": (start_moto_server, start_frozen_s3),
+    "gcs": (start_gcs_emulator, start_frozen_gcs),
+}
+
+
+@pytest.fixture(params=sorted(FROZEN_STORES))
+def frozen_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenStore]:
+    """An S3 or GCS server of this test's own, stopped (and thawed first if frozen) at the end."""
+    start_service, connect = FROZEN_STORES[request.param]
+    with stopped_at_exit(start_service()) as service:
+        yield connect(monkeypatch, service)
+
+
+def test_a_store_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket_and_a_retry_succeeds(
+    sandbox: PrisjaktSandbox, frozen_store: FrozenStore
+) -> None:
+    service, store = frozen_store.service, frozen_store.store
+    pixel = sandbox.pixel_ids(4242)[0]
+
+    def export(end: datetime) -> Any:
+        return run_export(store, pixel, end=end, **frozen_store.options)
+
     export(datetime(2026, 10, 20, tzinfo=UTC))
     before = published_output(store)
     sandbox.clear_requests()
@@ -141,7 +195,14 @@ def freeze_mid_export(
     with pytest.raises(Exception) as raised:
         export(PERIOD_END)
     failed_after = time.monotonic() - started
+
     saboteur.check()
+    message = str(raised.value)
+    assert "timeout" in message.lower() or "timed out" in message.lower(), message
+    assert frozen_store.location in message, message
+    assert f"{PREFIX}{STAGING_DIR}/part-" in message, message
+    # The store's calls give up after a few one-second timeouts, not the clients' default minutes.
+    assert failed_after < 30, failed_after
     os.kill(service.process.pid, signal.SIGCONT)
     time.sleep(0.5)  # requests queued while frozen are answered now
     assert published_output(store) == before
@@ -151,62 +212,6 @@ def freeze_mid_export(
     manifest, _, _ = published(store, PREFIX)
     assert manifest["rows"] == EVENTS_PER_PIXEL
     assert store.keys(f"{PREFIX}{STAGING_DIR}") == []
-    return str(raised.value), failed_after
-
-
-@pytest.fixture
-def frozen_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Service, S3Store]]:
-    """A moto_server of this test's own, with an AWS connection that gives up after one second."""
-    with stopped_at_exit(start_moto_server()) as service:
-        extra = {
-            "endpoint_url": service.url,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-            "region_name": "us-east-1",
-            "config_kwargs": {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}},
-        }
-        monkeypatch.setenv(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}", json.dumps({"conn_type": "aws", "extra": extra}))
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-            monkeypatch.delenv(name, raising=False)
-        yield service, S3Store("prisjakt-s3-failure")
-
-
-def test_s3_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket_as_it_was_and_a_retry_succeeds(
-    sandbox: PrisjaktSandbox, frozen_s3: tuple[Service, S3Store]
-) -> None:
-    service, store = frozen_s3
-    pixel = sandbox.pixel_ids(4242)[0]
-
-    message, _ = freeze_mid_export(sandbox, service, store, lambda end: run_export(store, pixel, end=end))
-
-    assert "timeout" in message.lower() and service.url in message, message
-    assert f"{PREFIX}{STAGING_DIR}/part-" in message, message
-
-
-GCS_REQUEST_TIMEOUT = 1
-
-
-@pytest.fixture
-def frozen_gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Service, GCSStore]]:
-    """A gcp-storage-emulator of this test's own, reachable through the test's GCP connection."""
-    with stopped_at_exit(start_gcs_emulator()) as service:
-        connect_gcs(monkeypatch, service)
-        yield service, GCSStore("prisjakt-gcs-failure")
-
-
-def test_gcs_that_stops_answering_mid_export_fails_within_its_timeouts_leaves_the_bucket_and_a_retry_succeeds(
-    sandbox: PrisjaktSandbox, frozen_gcs: tuple[Service, GCSStore]
-) -> None:
-    service, store = frozen_gcs
-    pixel = sandbox.pixel_ids(4242)[0]
-
-    message, failed_after = freeze_mid_export(
-        sandbox, service, store, lambda end: run_export(store, pixel, end=end, request_timeout=GCS_REQUEST_TIMEOUT)
-    )
-
-    assert "timed out" in message.lower() and f"gs://{store.bucket}/{PREFIX}{STAGING_DIR}/part-" in message, message
-    # The upload and then the clean-up each give up after three 1 s timeouts, not the client's 120 s.
-    assert failed_after < 30, failed_after
 
 
 # -- PostgreSQL: the loading connection is terminated ------------------------------------------------
