@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_prisjakt.decoding import decode_json
+from airflow_provider_prisjakt.api.decoding import decode_json
 
 BODY_EXCERPT_CHARS = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_prisjakt import __version__
-from airflow_provider_prisjakt.connection import CONN_TYPE, conn_fields, ui_field_behaviour_for_provider_info
+from airflow_provider_prisjakt.hooks.connection import CONN_TYPE, conn_fields, ui_field_behaviour_for_provider_info
 
 INTEGRATION = "Prisjakt"
 

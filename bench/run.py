@@ -632,7 +632,7 @@ FOOTPRINT_STAGES = [
         "ours",
         "+ this provider's hook and operators",
         "import requests, airflow.sdk\n"
-        "import airflow_provider_prisjakt.transfers.prisjakt_to_sql, airflow_provider_prisjakt.transfers.sinks",
+        "import airflow_provider_prisjakt.transfers.prisjakt_to_sql, airflow_provider_prisjakt.export.sinks.object_store",
     ),
     ("dlt", "the interpreter alone", "pass"),
     ("dlt", "+ dlt and its rest_api source", "import dlt\nfrom dlt.sources.rest_api import rest_api_source"),

@@ -230,8 +230,8 @@ def extract_dlt(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
 
 def local_folder_operator(spec: dict[str, Any], root: str, **kwargs: Any) -> Any:
     """Our export loop into a local folder: the base operator with the package's LocalFolderSink."""
+    from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
     from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
-    from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
 
     class LocalFolderExportOperator(PrisjaktExportOperator):
         def build_sink(self, request: Any, extracted_at: datetime, spool_dir: str) -> LocalFolderSink:

@@ -25,7 +25,7 @@ from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.ratelimit import RateLimitStatus
+    from airflow_provider_prisjakt.api.ratelimit import RateLimitStatus
 
 REPO = Path(__file__).resolve().parent.parent
 DAG_ID = "example_prisjakt_to_sql"

@@ -87,12 +87,12 @@ def grew(samples: list[float], tolerance: float) -> tuple[float, float, bool]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from airflow_provider_prisjakt.api.resources import EVENTS
+    from airflow_provider_prisjakt.export.run import ExportRequest, run_export
+    from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
-    from airflow_provider_prisjakt.resources import EVENTS
     from airflow_provider_prisjakt.testing import FaultConfig, PrisjaktSandbox, SandboxConfig
-    from airflow_provider_prisjakt.transfers.export import ExportRequest, run_export
     from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
-    from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
 
     faults = FaultConfig(
         seed=args.seed,

@@ -16,16 +16,24 @@ from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_prisjakt import __version__
-from airflow_provider_prisjakt.connection import (
-    CONN_TYPE,
-    CONNECTION_EXTRA_FIELDS,
-    DEFAULT_CONN_ID,
-    UI_FIELD_BEHAVIOUR,
-    ConnectionSettings,
-    ConnectionSettingsError,
-    settings_from_connection,
+from airflow_provider_prisjakt.api.decoding import decode_json
+from airflow_provider_prisjakt.api.pagination import (
+    PaginationError,
+    RecentKeys,
+    extract_records,
+    next_page_url,
+    same_origin,
 )
-from airflow_provider_prisjakt.decoding import decode_json
+from airflow_provider_prisjakt.api.ratelimit import (
+    Action,
+    PacingDecision,
+    RateLimitStatus,
+    decide_after_429,
+    decide_before_request,
+    parse_rate_limit_headers,
+    parse_retry_after,
+)
+from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, split_window, to_utc
 from airflow_provider_prisjakt.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,
@@ -36,26 +44,18 @@ from airflow_provider_prisjakt.exceptions import (
     PrisjaktServerError,
     api_error_from_response,
 )
-from airflow_provider_prisjakt.pagination import (
-    PaginationError,
-    RecentKeys,
-    extract_records,
-    next_page_url,
-    same_origin,
+from airflow_provider_prisjakt.hooks.connection import (
+    CONN_TYPE,
+    CONNECTION_EXTRA_FIELDS,
+    DEFAULT_CONN_ID,
+    UI_FIELD_BEHAVIOUR,
+    ConnectionSettings,
+    ConnectionSettingsError,
+    settings_from_connection,
 )
-from airflow_provider_prisjakt.ratelimit import (
-    Action,
-    PacingDecision,
-    RateLimitStatus,
-    decide_after_429,
-    decide_before_request,
-    parse_rate_limit_headers,
-    parse_retry_after,
-)
-from airflow_provider_prisjakt.windows import WindowError, format_api_time, split_window, to_utc
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.windows import TimeLike
+    from airflow_provider_prisjakt.api.windows import TimeLike
 
 TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ConnectionError,

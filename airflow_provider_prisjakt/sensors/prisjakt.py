@@ -15,10 +15,10 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_prisjakt.connection import DEFAULT_CONN_ID
+from airflow_provider_prisjakt.api.ratelimit import RESET_MARGIN_SECONDS, RateLimitStatus
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktRateLimitError
+from airflow_provider_prisjakt.hooks.connection import DEFAULT_CONN_ID
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
-from airflow_provider_prisjakt.ratelimit import RESET_MARGIN_SECONDS, RateLimitStatus
 from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
 
 if TYPE_CHECKING:

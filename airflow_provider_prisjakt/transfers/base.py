@@ -11,25 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
 
-from airflow_provider_prisjakt.connection import DEFAULT_CONN_ID
+from airflow_provider_prisjakt.api.resources import get_resource
+from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, to_utc
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.formats import validate_format
-from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
-from airflow_provider_prisjakt.resources import get_resource
-from airflow_provider_prisjakt.transfers.export import (
+from airflow_provider_prisjakt.export.formats import validate_format
+from airflow_provider_prisjakt.export.run import (
     DEFAULT_MAX_ROWS_PER_FILE,
     ExportCheckpoint,
     ExportPaused,
     ExportRequest,
     run_export,
 )
-from airflow_provider_prisjakt.windows import WindowError, format_api_time, to_utc
+from airflow_provider_prisjakt.hooks.connection import DEFAULT_CONN_ID
+from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_prisjakt.resources import Resource
-    from airflow_provider_prisjakt.transfers.sinks import Sink
+    from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.export.sinks import Sink
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 

@@ -8,8 +8,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
+from airflow_provider_prisjakt.export.sinks.object_store import ObjectStoreSink
 from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
-from airflow_provider_prisjakt.transfers.sinks import ObjectStoreSink
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
     from google.cloud.storage import Blob
 
-    from airflow_provider_prisjakt.resources import Resource
-    from airflow_provider_prisjakt.transfers.export import ExportRequest
+    from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.export.run import ExportRequest
 
 
 # The google client retries one call for 120 s by default; an export should give up sooner.

@@ -7,16 +7,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.export.sinks.object_store import ObjectStoreSink
 from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
-from airflow_provider_prisjakt.transfers.sinks import ObjectStoreSink
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from airflow_provider_prisjakt.resources import Resource
-    from airflow_provider_prisjakt.transfers.export import ExportRequest
+    from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.export.run import ExportRequest
 
 S3_DELETE_BATCH = 1000
 

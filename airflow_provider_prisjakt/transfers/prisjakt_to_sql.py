@@ -19,17 +19,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_prisjakt.api.resources import EXTRACTED_AT_COLUMN, get_resource
+from airflow_provider_prisjakt.api.windows import to_utc
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
-from airflow_provider_prisjakt.resources import EXTRACTED_AT_COLUMN, get_resource
+from airflow_provider_prisjakt.export.sinks import Sink
 from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator, is_template
-from airflow_provider_prisjakt.transfers.sinks import Sink
-from airflow_provider_prisjakt.windows import to_utc
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from airflow_provider_prisjakt.resources import Column, Resource
-    from airflow_provider_prisjakt.transfers.export import ExportRequest
+    from airflow_provider_prisjakt.api.resources import Column, Resource
+    from airflow_provider_prisjakt.export.run import ExportRequest
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_prisjakt.connection import DEFAULT_CONN_ID
 from airflow_provider_prisjakt.exceptions import PrisjaktError
+from airflow_provider_prisjakt.hooks.connection import DEFAULT_CONN_ID
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktAsyncHook
 
 DEFAULT_JITTER_SECONDS = 2.0

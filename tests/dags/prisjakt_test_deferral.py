@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
+from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.sensors.prisjakt import PrisjaktRateLimitSensor
 from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
-from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.transfers.export import ExportRequest
+    from airflow_provider_prisjakt.export.run import ExportRequest
 
 DAG_ID = "prisjakt_test_deferral"
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktNotFoundError, PrisjaktServerError
+from airflow_provider_prisjakt.export.sinks.object_store import MANIFEST_NAME, STAGING_DIR, ObjectStoreSink
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
-from airflow_provider_prisjakt.transfers.sinks import MANIFEST_NAME, STAGING_DIR, ObjectStoreSink
 from tests.integration.conftest import connect
 from tests.integration.services import Service, start_gcs_emulator, start_moto_server
 

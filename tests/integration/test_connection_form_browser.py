@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.connection import CONNECTION_EXTRA_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_prisjakt.hooks.connection import CONNECTION_EXTRA_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.conftest import REPO_ROOT, register_secret
 

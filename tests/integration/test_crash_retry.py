@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_prisjakt.export.sinks.object_store import MANIFEST_NAME, STAGING_DIR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
-from airflow_provider_prisjakt.transfers.sinks import MANIFEST_NAME, STAGING_DIR
 from tests.conftest import KNOWN_SECRETS, REPO_ROOT
 
 from .conftest import connect

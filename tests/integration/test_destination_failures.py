@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_prisjakt.export.sinks.object_store import STAGING_DIR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
-from airflow_provider_prisjakt.transfers.sinks import STAGING_DIR
 from tests.integration.services import Service, start_gcs_emulator, start_moto_server
 
 from .conftest import connect

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_prisjakt.api.resources import EVENTS
 from airflow_provider_prisjakt.exceptions import PrisjaktServerError
-from airflow_provider_prisjakt.resources import EVENTS
-from airflow_provider_prisjakt.transfers.export import ExportCheckpoint, ExportPaused, ExportRequest, run_export
-from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
+from airflow_provider_prisjakt.export.run import ExportCheckpoint, ExportPaused, ExportRequest, run_export
+from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 
 from .conftest import HookFactory, connect
 

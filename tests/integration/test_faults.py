@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_prisjakt.api.resources import EVENTS
+from airflow_provider_prisjakt.export.run import ExportRequest, run_export
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
-from airflow_provider_prisjakt.resources import EVENTS
 from airflow_provider_prisjakt.testing import FaultConfig, PrisjaktSandbox, SandboxConfig
-from airflow_provider_prisjakt.transfers.export import ExportRequest, run_export
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
 
 from .conftest import connect

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_prisjakt.api.resources import EVENTS, get_resource
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
-from airflow_provider_prisjakt.resources import EVENTS, get_resource
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.transfers import prisjakt_to_sql
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator

@@ -50,7 +50,7 @@ def test_airflow_providers_hooks_lists_the_prisjakt_connection_type() -> None:
 
 def test_the_connection_form_carries_every_extra_field_on_this_airflow_version() -> None:
     """Airflow 3.2+ reads ``conn-fields``; older versions call the hook's legacy widget methods."""
-    from airflow_provider_prisjakt.connection import CONNECTION_EXTRA_FIELDS
+    from airflow_provider_prisjakt.hooks.connection import CONNECTION_EXTRA_FIELDS
 
     result = _airflow("providers", "widgets", "--output", "json")
 

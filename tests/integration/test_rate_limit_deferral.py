@@ -23,8 +23,8 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
+from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 from airflow_provider_prisjakt.testing import PrisjaktSandbox
-from airflow_provider_prisjakt.transfers.sinks import LocalFolderSink
 from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
 from tests.conftest import DAGS_FOLDER
 from tests.dags.prisjakt_test_deferral import DAG_ID, LocalFolderExportOperator

@@ -20,9 +20,9 @@ from airflow.providers.common.compat.sdk import (
     TaskDeferred,
 )
 
+from airflow_provider_prisjakt.api.ratelimit import RateLimitStatus
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktAsyncHook, PrisjaktHook
-from airflow_provider_prisjakt.ratelimit import RateLimitStatus
 from airflow_provider_prisjakt.sensors.prisjakt import PrisjaktRateLimitSensor
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.triggers import prisjakt as trigger_module

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_prisjakt.connection import (
+from airflow_provider_prisjakt.api.ratelimit import RESET_HEADER_STYLES as RATELIMIT_RESET_HEADER_STYLES
+from airflow_provider_prisjakt.hooks.connection import (
     AUTH_TYPES,
     CONNECTION_EXTRA_FIELDS,
     DEFAULT_BASE_URL,
@@ -24,7 +25,6 @@ from airflow_provider_prisjakt.connection import (
     settings_from_connection,
     ui_field_behaviour_for_provider_info,
 )
-from airflow_provider_prisjakt.ratelimit import RESET_HEADER_STYLES as RATELIMIT_RESET_HEADER_STYLES
 from tests.conftest import register_secret
 
 SECRET = register_secret("s3cr3t-unit-test-client-secret")

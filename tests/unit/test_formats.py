@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_prisjakt.formats import (
+from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, raw_json
+from airflow_provider_prisjakt.export.formats import (
     csv_value,
     file_digest,
     open_part_writer,
@@ -24,7 +25,6 @@ from airflow_provider_prisjakt.formats import (
     part_name,
     validate_format,
 )
-from airflow_provider_prisjakt.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, raw_json
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -279,8 +279,8 @@ def test_open_part_writer_refuses_an_unknown_format(tmp_path: Path) -> None:
 def test_parquet_gathers_small_pages_into_large_row_groups(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from airflow_provider_prisjakt.formats import PARQUET_ROW_GROUP_ROWS
-    from airflow_provider_prisjakt.resources import EVENTS
+    from airflow_provider_prisjakt.api.resources import EVENTS
+    from airflow_provider_prisjakt.export.formats import PARQUET_ROW_GROUP_ROWS
 
     path = str(tmp_path / "part-00000.parquet")
     writer = open_part_writer("parquet", path, EVENTS, datetime(2026, 10, 1, tzinfo=UTC))

@@ -9,7 +9,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_prisjakt.pagination import (
+from airflow_provider_prisjakt.api.pagination import (
     ForeignNextLinkError,
     Link,
     LinkHeaderError,

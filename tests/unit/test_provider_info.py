@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 
 from airflow_provider_prisjakt import __version__
-from airflow_provider_prisjakt.connection import CONN_TYPE, CONNECTION_EXTRA_FIELDS
 from airflow_provider_prisjakt.get_provider_info import get_provider_info
+from airflow_provider_prisjakt.hooks.connection import CONN_TYPE, CONNECTION_EXTRA_FIELDS
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 
 WIDGET_CLASS_FOR_KIND = {"integer": "IntegerField", "number": "StringField", "string": "StringField"}

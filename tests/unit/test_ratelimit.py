@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from airflow_provider_prisjakt.ratelimit import (
+from airflow_provider_prisjakt.api.ratelimit import (
     RESET_MARGIN_SECONDS,
     Action,
     RateLimitHeaderError,

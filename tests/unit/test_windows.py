@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_prisjakt.windows import MAX_WINDOW, WindowError, format_api_time, split_window, to_utc
+from airflow_provider_prisjakt.api.windows import MAX_WINDOW, WindowError, format_api_time, split_window, to_utc
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 

@@ -19,10 +19,10 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_provider_prisjakt.resources import raw_json
+from airflow_provider_prisjakt.api.resources import raw_json
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.resources import Resource
+    from airflow_provider_prisjakt.api.resources import Resource
 
 FILE_FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_ROW_GROUP_ROWS = 64_000

@@ -15,63 +15,23 @@ import logging
 import os
 import re
 import shutil
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_prisjakt.formats import PartFile, PartWriter, file_digest, open_part_writer, part_name
+from airflow_provider_prisjakt.export.formats import PartFile, PartWriter, file_digest, open_part_writer, part_name
+from airflow_provider_prisjakt.export.sinks import Sink
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from airflow_provider_prisjakt.resources import Resource
+    from airflow_provider_prisjakt.api.resources import Resource
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
 PART_PATTERN = re.compile(r"^part-\d{5}\.(jsonl|csv)(\.gz)?$|^part-\d{5}\.parquet$")
-
-
-class Sink(ABC):
-    """
-    Where an export's rows go. The export loop calls, in order:
-
-    :meth:`begin` once per run (and once per resume), then for each part :meth:`open_part`,
-    :meth:`write_rows` any number of times and :meth:`close_part`; at the end :meth:`commit`, or
-    :meth:`abort` when the run fails.
-    """
-
-    #: Whether parts rotate at ``max_rows_per_file`` (files) or not (tables).
-    rotates_parts: bool = True
-
-    @abstractmethod
-    def begin(self, *, resume: bool) -> None:
-        """Prepare the destination; drop leftovers of a failed earlier attempt unless resuming."""
-
-    @abstractmethod
-    def open_part(self, number: int) -> None:
-        """Start part ``number``."""
-
-    @abstractmethod
-    def write_rows(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append API records to the open part."""
-
-    @abstractmethod
-    def close_part(self) -> dict[str, Any]:
-        """Finish the open part, stage it, and return its manifest entry."""
-
-    @abstractmethod
-    def commit(self, manifest: dict[str, Any]) -> None:
-        """Publish everything staged, remove stale output of earlier runs, and record the manifest."""
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Remove what this run staged; the published output stays as it was."""
-
-    @abstractmethod
-    def describe(self) -> str:
-        """Return the destination as a URI, for logs, summaries and lineage."""
 
 
 class ObjectStoreSink(Sink):

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from airflow_provider_prisjakt.windows import to_utc
+from airflow_provider_prisjakt.api.windows import to_utc
 
 RAW_COLUMN = "raw"
 EXTRACTED_AT_COLUMN = "_extracted_at"

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from airflow_provider_prisjakt.api.ratelimit import RESET_HEADER_STYLES
+
 CONN_TYPE = "prisjakt"
 DEFAULT_CONN_ID = "prisjakt_default"
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 AUTH_TYPES = ("headers", "oauth2")
-RESET_HEADER_STYLES = ("auto", "duration", "epoch")
 MASKED_VALUE = "***"
 
 

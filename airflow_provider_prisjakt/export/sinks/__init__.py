@@ -1,0 +1,51 @@
+"""
+Destinations of an export. A sink owns its destination: how parts are staged, when a part is full,
+and how a run is published or rolled back. The export loop sees only the verbs of :class:`Sink`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class Sink(ABC):
+    """
+    Where an export's rows go. The export loop calls, in order:
+
+    :meth:`begin` once per run (and once per resume), then for each part :meth:`open_part`,
+    :meth:`write_rows` any number of times and :meth:`close_part`; at the end :meth:`commit`, or
+    :meth:`abort` when the run fails.
+    """
+
+    #: Rows a part holds before the loop closes it and opens the next; ``None``: one part per run.
+    rows_per_part: int | None = None
+
+    @abstractmethod
+    def begin(self, *, resume: bool) -> None:
+        """Prepare the destination; drop leftovers of a failed earlier attempt unless resuming."""
+
+    @abstractmethod
+    def open_part(self, number: int) -> None:
+        """Start part ``number``."""
+
+    @abstractmethod
+    def write_rows(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append API records to the open part."""
+
+    @abstractmethod
+    def close_part(self) -> dict[str, Any]:
+        """Finish the open part, stage it, and return its manifest entry."""
+
+    @abstractmethod
+    def commit(self, manifest: dict[str, Any]) -> None:
+        """Publish everything staged, remove stale output of earlier runs, and record the manifest."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Remove what this run staged; the published output stays as it was."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Return the destination as a URI, for logs, summaries and lineage."""
