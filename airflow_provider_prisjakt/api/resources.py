@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
 
 from airflow_provider_prisjakt.api.windows import to_utc
@@ -20,18 +21,29 @@ RAW_COLUMN = "raw"
 EXTRACTED_AT_COLUMN = "_extracted_at"
 
 
+class ColumnKind(StrEnum):
+    """The value types a column can hold; writers and SQL dialects map each to their own type."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    JSON = "json"
+
+
 @dataclass(frozen=True)
 class Column:
     """
     One typed column of an exported table or file.
 
     :param name: the column name.
-    :param kind: ``string``, ``integer``, ``decimal``, ``timestamp``, ``date`` or ``json``.
+    :param kind: the value type.
     :param nullable: whether the API may leave it empty.
     """
 
     name: str
-    kind: str
+    kind: ColumnKind
     nullable: bool = True
 
 
@@ -97,6 +109,8 @@ class Resource:
         ``None`` when rows do not belong to a time window.
     :param extract: maps an API record to the values of ``columns``.
     :param needs_pixel: whether the resource is read per pixel (otherwise per shop).
+    :param scope_column: the column holding the target a row was read for (the pixel), which
+        ``replace_window`` and partitioned layouts use; ``None`` for shop-scoped resources.
     """
 
     name: str
@@ -105,11 +119,16 @@ class Resource:
     window_column: str | None
     extract: Callable[[Mapping[str, Any]], tuple[Any, ...]]
     needs_pixel: bool = True
+    scope_column: str | None = "pixel_id"
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
         """The typed columns followed by ``raw`` (the whole record as JSON) and ``_extracted_at``."""
-        return (*self.columns, Column(RAW_COLUMN, "json"), Column(EXTRACTED_AT_COLUMN, "timestamp", nullable=False))
+        return (
+            *self.columns,
+            Column(RAW_COLUMN, ColumnKind.JSON),
+            Column(EXTRACTED_AT_COLUMN, ColumnKind.TIMESTAMP, nullable=False),
+        )
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -120,24 +139,19 @@ class Resource:
         """Flatten one API record to a row of :attr:`all_columns`."""
         return (*self.extract(record), raw_json(record), extracted_at)
 
-    def key_of(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
-        """Return the primary-key values of an API record, for de-duplication."""
-        values = dict(zip((column.name for column in self.columns), self.extract(record), strict=True))
-        return tuple(values[name] for name in self.primary_key)
-
 
 EVENTS = Resource(
     name="events",
     columns=(
-        Column("event_id", "string", nullable=False),
-        Column("pixel_id", "string"),
-        Column("click_id", "string"),
-        Column("external_event_id", "string"),
-        Column("event_name", "string"),
-        Column("event_time", "timestamp"),
-        Column("amount", "decimal"),
-        Column("currency", "string"),
-        Column("number_of_items", "integer"),
+        Column("event_id", ColumnKind.STRING, nullable=False),
+        Column("pixel_id", ColumnKind.STRING),
+        Column("click_id", ColumnKind.STRING),
+        Column("external_event_id", ColumnKind.STRING),
+        Column("event_name", ColumnKind.STRING),
+        Column("event_time", ColumnKind.TIMESTAMP),
+        Column("amount", ColumnKind.DECIMAL),
+        Column("currency", ColumnKind.STRING),
+        Column("number_of_items", ColumnKind.INTEGER),
     ),
     primary_key=("event_id",),
     window_column="event_time",
@@ -157,11 +171,11 @@ EVENTS = Resource(
 PURCHASE_SUMMARY = Resource(
     name="purchase_summary",
     columns=(
-        Column("pixel_id", "string", nullable=False),
-        Column("day", "date", nullable=False),
-        Column("currency", "string", nullable=False),
-        Column("purchases", "integer"),
-        Column("total_amount", "decimal"),
+        Column("pixel_id", ColumnKind.STRING, nullable=False),
+        Column("day", ColumnKind.DATE, nullable=False),
+        Column("currency", ColumnKind.STRING, nullable=False),
+        Column("purchases", ColumnKind.INTEGER),
+        Column("total_amount", ColumnKind.DECIMAL),
     ),
     primary_key=("pixel_id", "day", "currency"),
     window_column="day",
@@ -177,14 +191,14 @@ PURCHASE_SUMMARY = Resource(
 CLICKS = Resource(
     name="clicks",
     columns=(
-        Column("click_id", "string", nullable=False),
-        Column("pixel_id", "string"),
-        Column("shop_id", "integer"),
-        Column("clicked_at", "timestamp"),
-        Column("product_id", "integer"),
-        Column("offer_id", "string"),
-        Column("cost", "decimal"),
-        Column("currency", "string"),
+        Column("click_id", ColumnKind.STRING, nullable=False),
+        Column("pixel_id", ColumnKind.STRING),
+        Column("shop_id", ColumnKind.INTEGER),
+        Column("clicked_at", ColumnKind.TIMESTAMP),
+        Column("product_id", ColumnKind.INTEGER),
+        Column("offer_id", ColumnKind.STRING),
+        Column("cost", ColumnKind.DECIMAL),
+        Column("currency", ColumnKind.STRING),
     ),
     primary_key=("click_id",),
     window_column=None,
@@ -203,10 +217,10 @@ CLICKS = Resource(
 PIXELS = Resource(
     name="pixels",
     columns=(
-        Column("pixel_id", "string", nullable=False),
-        Column("shop_id", "integer"),
-        Column("name", "string"),
-        Column("created_at", "timestamp"),
+        Column("pixel_id", ColumnKind.STRING, nullable=False),
+        Column("shop_id", ColumnKind.INTEGER),
+        Column("name", ColumnKind.STRING),
+        Column("created_at", ColumnKind.TIMESTAMP),
     ),
     primary_key=("pixel_id",),
     window_column=None,
@@ -217,6 +231,7 @@ PIXELS = Resource(
         _timestamp(r.get("created_at")),
     ),
     needs_pixel=False,
+    scope_column=None,
 )
 
 RESOURCES: dict[str, Resource] = {resource.name: resource for resource in (EVENTS, PURCHASE_SUMMARY, CLICKS, PIXELS)}
