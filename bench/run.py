@@ -522,7 +522,7 @@ class Bench:
         self.point_at(spec["base_url"], sandbox, 1000)
         missed = [label for label, _, status in self.targets if status == mark(False)]
         if any(label.startswith("Extraction") for label in missed):
-            self.profile({"job": "extract", "tool": "ours", "n": n, **spec}, f"PrisjaktHook.iter_events, N={n:,}")
+            self.profile({"job": "extract", "tool": "ours", "n": n, **spec}, f"read_events (EventsReader), N={n:,}")
         for destination in ("jsonl", "postgres"):
             # Only a missed speed criterion is worth a CPU profile; the RSS one is explained above.
             slow = [v for label, v, st in self.targets if DEST_NAMES[destination] in label and "rows/s (missed)" in v]
@@ -607,13 +607,13 @@ def mark(ok: bool | None) -> str:
 
 TOOL_NAMES = {
     "floor": "raw requests loop (floor)",
-    "ours": "PrisjaktHook.iter_events",
+    "ours": "read_events (the operators' EventsReader, behind PrisjaktHook.iter_events)",
     "httpop": "HttpOperator + pagination_function",
     "httpop_retry": "HttpOperator + pagination_function + retry_args",
     "dlt": "dlt rest_api (header_link paginator)",
     "dlt_retry_after": "dlt rest_api, API sends Retry-After",
     "floor_airflow": "*diagnostic:* floor loop in a process with ours' imports",
-    "ours_nogc": "*diagnostic:* PrisjaktHook.iter_events, cyclic GC off",
+    "ours_nogc": "*diagnostic:* read_events, cyclic GC off",
 }
 DEST_NAMES = {
     "jsonl": "local gzip JSONL",
@@ -945,7 +945,7 @@ def analysis(
                 f"process with ours' imports reaches {heap / floor:.2f}× the floor, and ours with the cyclic "
                 f"garbage collector off reaches {nogc / floor:.2f}× ({nogc / ours:.2f}× itself). With "
                 "Airflow imported, each full collection walks some 160k objects. The rest of the gap is "
-                "the record-level API: `iter_events` yields records one by one through a generator, where "
+                "the record-level API: `read_events` yields records one by one through a generator, where "
                 "the floor, dlt and HttpOperator hand over whole pages. The profile below shows where the "
                 "time goes."
             )

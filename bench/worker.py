@@ -126,14 +126,15 @@ def extract_floor(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
 
 
 def extract_ours(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
-    """PrisjaktHook.iter_events, counting records."""
+    """The operators' reading path, counting records: ``read_events`` (EventsReader, as ``iter_events``)."""
+    from airflow_provider_prisjakt.export.readers import read_events
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 
     hook = PrisjaktHook()
     hook.settings  # noqa: B018 - read the connection before the clock starts, as every tool does
     rows = 0
     with timer.section():
-        for _ in hook.iter_events(spec["pixel_id"], spec["from"], spec["to"]):
+        for _ in read_events(hook, spec["pixel_id"], spec["from"], spec["to"]):
             rows += 1
     return timer.result(rows=rows, pages=hook.stats.requests)
 
@@ -229,23 +230,13 @@ def extract_dlt(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
 
 
 def local_folder_operator(spec: dict[str, Any], root: str, **kwargs: Any) -> Any:
-    """Our export loop into a local folder: the base operator with the package's LocalFolderSink."""
+    """Our export loop into a local folder: the file operators' base with the package's LocalFolderSink."""
     from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
-    from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+    from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
-    class LocalFolderExportOperator(PrisjaktExportOperator):
+    class LocalFolderExportOperator(PrisjaktObjectStoreExportOperator):
         def build_sink(self, request: Any, extracted_at: datetime, spool_dir: str) -> LocalFolderSink:
-            # build_sink receives the ExportRequest (older revisions passed its Resource).
-            resource = getattr(request, "resource", request)
-            return LocalFolderSink(
-                root=root,
-                prefix="export",
-                resource=resource,
-                file_format=self.file_format,
-                compression=self.compression,
-                extracted_at=extracted_at,
-                spool_dir=spool_dir,
-            )
+            return LocalFolderSink(root=root, prefix="export", **self.sink_options(request, extracted_at, spool_dir))
 
     return LocalFolderExportOperator(
         task_id="export", pixel_id=spec["pixel_id"], start=spec["from"], end=spec["to"], **kwargs

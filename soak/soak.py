@@ -88,7 +88,8 @@ def grew(samples: list[float], tolerance: float) -> tuple[float, float, bool]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     from airflow_provider_prisjakt.api.resources import EVENTS
-    from airflow_provider_prisjakt.export.run import ExportRequest, run_export
+    from airflow_provider_prisjakt.export.formats import Compression, FileFormat
+    from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
     from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
     from airflow_provider_prisjakt.testing import FaultConfig, PrisjaktSandbox, SandboxConfig
@@ -159,13 +160,13 @@ def main(argv: list[str]) -> int:
                     root=str(work / "lake"),
                     prefix=f"events/{day_start.date().isoformat()}",
                     resource=EVENTS,
-                    file_format="jsonl",
-                    compression="gzip",
+                    file_format=FileFormat.JSONL,
+                    compression=Compression.GZIP,
                     extracted_at=datetime.now(UTC),
                     spool_dir=spool,
                 )
                 request = ExportRequest(resource=EVENTS, start=day_start, end=day_end, pixel_id=pixel)
-                manifest = run_export(hook, request, sink, extracted_at=datetime.now(UTC))
+                manifest = ExportRun(hook, request, sink, extracted_at=datetime.now(UTC)).execute()
             hook.close()
             fault_count += hook.stats.retries + hook.stats.rate_limited
             if manifest["rows"] != len(expected):

@@ -8,16 +8,17 @@ lose pages.
 
 from __future__ import annotations
 
-from collections import deque
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 # Keys under which an object-shaped list response may carry its records, most likely first.
 RECORD_KEYS = ("data", "items", "results", "records", "events", "pixels", "content")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+ERRORS_EXCERPT_CHARS = 500
 
 
 class PaginationError(ValueError):
@@ -240,126 +241,111 @@ def next_page_url(
     return target
 
 
-def extract_records(body: Any, records_key: str | None = None) -> list[Any]:
+class EnvelopeError(PaginationError):
     """
-    Find the list of records in a list response.
+    A list response carries errors and no data.
 
-    A body may be a bare JSON array or an object wrapping it. With ``records_key`` the list is
-    taken from that member; otherwise from the first of :data:`RECORD_KEYS` holding a list, or from
-    the only member that is a list.
-
-    :raises UnexpectedBodyError: when no list can be found.
+    :param errors: the envelope's errors, as sent.
     """
-    if isinstance(body, list):
-        return body
-    if not isinstance(body, dict):
-        raise UnexpectedBodyError(f"expected a JSON array or object, got {type(body).__name__}")
+
+    def __init__(self, errors: list[Any]) -> None:
+        self.errors = errors
+        super().__init__(f"the API answered with errors and no data: {describe_errors(errors)}")
+
+
+class PageBody(NamedTuple):
+    """
+    What a list response holds.
+
+    :param records: the records of the page (empty for a null list).
+    :param errors: the errors sent alongside the records, to log once as a warning.
+    """
+
+    records: list[Any]
+    errors: list[Any]
+
+
+def describe_errors(errors: list[Any], limit: int = ERRORS_EXCERPT_CHARS) -> str:
+    """Summarise an envelope's errors in one line: each one's message (or code, or JSON), ``; ``-joined."""
+    parts = []
+    for error in errors:
+        if isinstance(error, Mapping):
+            text = next((error[key] for key in ("message", "detail", "title", "code") if error.get(key)), error)
+            parts.append(text if isinstance(text, str) else json.dumps(text, default=str, sort_keys=True))
+        else:
+            parts.append(str(error))
+    summary = "; ".join(parts) or "(empty)"
+    return summary if len(summary) <= limit else summary[: limit - 1] + "…"
+
+
+def _errors_of(body: Mapping[str, Any]) -> list[Any]:
+    value = body.get("errors", body.get("error"))
+    if value is None or value == [] or value == {}:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# A member that holds no list of records: a null list, or nothing that looks like one.
+_MISSING = object()
+
+
+def _find_list(body: Mapping[str, Any], records_key: str | None) -> Any:
+    """Return the list of records in one object, ``None`` for a null list, or ``_MISSING``."""
     if records_key is not None:
-        value = body.get(records_key)
-        if not isinstance(value, list):
-            raise UnexpectedBodyError(f"the response has no list under {records_key!r}")
-        return value
+        value = body.get(records_key, _MISSING)
+        return value if value is None or isinstance(value, list) else _MISSING
     for key in RECORD_KEYS:
-        value = body.get(key)
-        if isinstance(value, list):
-            return value
+        if isinstance(body.get(key), list):
+            return body[key]
     lists = [value for value in body.values() if isinstance(value, list)]
     if len(lists) == 1:
         return lists[0]
+    if lists:
+        names = ", ".join(sorted(str(key) for key, value in body.items() if isinstance(value, list)))
+        raise UnexpectedBodyError(f"the response holds several lists and none is known to hold records ({names})")
+    return None if any(key in body and body[key] is None for key in RECORD_KEYS) else _MISSING
+
+
+def extract_page(body: Any, records_key: str | None = None) -> PageBody:
+    """
+    Find the records of a list response, and any errors sent with them.
+
+    A body may be a bare JSON array or an object wrapping it, directly or one level down
+    (``{"data": {"events": [...]}}``). With ``records_key`` the list is taken from that member;
+    otherwise from the first of :data:`RECORD_KEYS` holding a list, or from the only member that is
+    a list. A null list (``{"events": null}``) is an empty page. Errors (``errors``, or ``error``)
+    sent with a list are returned with it; errors with no list are an :class:`EnvelopeError`.
+
+    :raises EnvelopeError: when the body carries errors and no records.
+    :raises UnexpectedBodyError: when no list can be found.
+    """
+    if isinstance(body, list):
+        return PageBody(body, [])
+    if not isinstance(body, dict):
+        raise UnexpectedBodyError(f"expected a JSON array or object, got {type(body).__name__}")
+    errors = _errors_of(body)
+    found = _find_list(body, records_key)
+    if found is _MISSING:
+        nested = [value for value in body.values() if isinstance(value, dict)]
+        candidates = [_find_list(value, records_key) for value in nested]
+        lists = [value for value in candidates if value is not _MISSING]
+        found = lists[0] if len(lists) == 1 else _MISSING
+    if isinstance(found, list):
+        return PageBody(found, errors)
+    if errors:
+        raise EnvelopeError(errors)
+    if found is None:
+        return PageBody([], [])
+    if records_key is not None:
+        raise UnexpectedBodyError(f"the response has no list under {records_key!r}")
     names = ", ".join(sorted(str(key) for key in body)[:10]) or "none"
     raise UnexpectedBodyError(f"could not find the list of records in the response (members: {names})")
 
 
-def _key_text(key: Any) -> str:
-    """A record key as text, the form :class:`RecentKeys` compares and checkpoints store."""
-    return key if type(key) is str else str(key)
-
-
-class RecentKeys:
+def extract_records(body: Any, records_key: str | None = None) -> list[Any]:
     """
-    A bounded memory of the most recent record keys, to drop records repeated by shifting pages.
+    Find the list of records in a list response; :func:`extract_page` without the errors.
 
-    The API's pages are not stable: events arriving while a client pages shift later pages, so a
-    few records of one page show up again at the start of the next. Remembering the recent keys
-    catches those repeats with memory that stays flat however long the export.
-
-    Keys are compared as text (``1`` and ``"1"`` are the same key), as checkpoints store them. They
-    are kept in two generations: when the newer one reaches ``capacity`` keys it becomes the older
-    one, and the previous older one is forgotten. So the last ``capacity`` keys are always
-    remembered, and never more than twice that.
-
-    :param capacity: how many of the most recent keys are always remembered.
-    :param initial: keys already seen (e.g. from a checkpoint), oldest first.
-    :param snapshot_size: how many of the latest keys :meth:`snapshot` returns (for checkpoints).
+    :raises PaginationError: as :func:`extract_page`.
     """
-
-    def __init__(self, capacity: int, initial: Iterable[Any] = (), snapshot_size: int = 0) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, not {capacity}")
-        self.capacity = capacity
-        self._older: set[str] = set()
-        self._newer: set[str] = set()
-        self._latest: deque[str] = deque(maxlen=snapshot_size)
-        for key in initial:
-            self.first_time(key)
-
-    def __contains__(self, key: object) -> bool:
-        text = _key_text(key)
-        return text in self._newer or text in self._older
-
-    def _rotate_if_full(self) -> None:
-        if len(self._newer) >= self.capacity:
-            self._older, self._newer = self._newer, set()
-
-    def _remember_new(self, keys: list[str]) -> None:
-        """Remember distinct, unseen keys in order, rotating exactly where one by one would."""
-        start = 0
-        while start < len(keys):
-            room = self.capacity - len(self._newer)
-            chunk = keys[start : start + room]
-            self._newer.update(chunk)
-            start += len(chunk)
-            self._rotate_if_full()
-        self._latest.extend(keys)
-
-    def first_time(self, key: Any) -> bool:
-        """Return True and remember ``key`` unless it was seen recently; ``None`` is always new."""
-        if key is None:
-            return True
-        text = _key_text(key)
-        if text in self._newer or text in self._older:
-            return False
-        self._newer.add(text)
-        self._latest.append(text)
-        self._rotate_if_full()
-        return True
-
-    def keep_new(self, records: list[Any], key_field: str = "id") -> list[Any]:
-        """
-        Return the records whose key was not seen recently, in order, and remember their keys.
-
-        A record that is not an object, or has no key, is always kept. A page whose keys are
-        distinct strings, all new (the usual case), is checked with set operations rather than
-        record by record; the result is the same either way. When every record is new,
-        ``records`` itself is returned.
-
-        :param records: the records of one page.
-        :param key_field: the member holding each record's key.
-        """
-        try:
-            keys = [record[key_field] for record in records]
-        except (KeyError, TypeError, IndexError):
-            keys = []
-        if keys and set(map(type, keys)) == {str}:
-            distinct = set(keys)
-            if len(distinct) == len(keys) and distinct.isdisjoint(self._newer) and distinct.isdisjoint(self._older):
-                self._remember_new(keys)
-                return records
-        first_time = self.first_time
-        return [
-            record for record in records if first_time(record.get(key_field) if isinstance(record, Mapping) else None)
-        ]
-
-    def snapshot(self) -> list[str]:
-        """Return the latest ``snapshot_size`` keys remembered, oldest first."""
-        return list(self._latest)
+    return extract_page(body, records_key).records

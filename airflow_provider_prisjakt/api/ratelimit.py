@@ -8,9 +8,9 @@ The API sends three headers on every response (10,000 requests an hour per clien
 
 * ``X-RateLimit-Limit``: requests allowed per window;
 * ``X-RateLimit-Remaining``: requests left in the current window;
-* ``X-RateLimit-Reset``: milliseconds, either the time left until the window resets (a *duration*)
-  or the moment it resets (an *epoch* timestamp). The documentation does not say which, so
-  ``reset_header="auto"`` treats a value larger than one window as an epoch.
+* ``X-RateLimit-Reset``: when the window resets, as milliseconds left (a *duration*), an epoch in
+  milliseconds or, rarely, an epoch in seconds. The documentation does not say which, so
+  ``reset_header="auto"`` tells them apart (see :func:`parse_reset`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,34 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
-RESET_HEADER_STYLES = ("auto", "duration", "epoch")
+
+class ResetHeaderStyle(StrEnum):
+    """
+    How ``X-RateLimit-Reset`` is read (the connection extra ``reset_header``): ``duration`` (ms until
+    the reset), ``epoch`` (epoch ms), ``epoch_seconds``, or ``auto`` (see :func:`parse_reset`).
+    """
+
+    AUTO = "auto"
+    DURATION = "duration"
+    EPOCH = "epoch"
+    EPOCH_SECONDS = "epoch_seconds"
+
+
+RESET_HEADER_STYLES = tuple(style.value for style in ResetHeaderStyle)
 DEFAULT_WINDOW_SECONDS = 3600.0
 # Once fewer than this share of the window's budget is left, requests are spread over the time to reset.
 SMOOTHING_SHARE = 0.1
 # A reset this close is treated as already passed when the headers say otherwise: clocks differ.
 RESET_MARGIN_SECONDS = 0.25
+_EPOCH_SECONDS_RANGE = (1e9, 1e10)  # ten digits: 2001 to 2286; epoch milliseconds have thirteen
+#: Requests sent into a spent budget whose reset cannot be read before the caller defers.
+MAX_UNREADABLE_RESET_PROBES = 5
+#: How long the caller defers once those probes are used up.
+UNREADABLE_RESET_DEFER_SECONDS = 60.0
 
 
 class RateLimitHeaderError(ValueError):
@@ -89,18 +108,37 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _parse_int(value: str | None) -> int | None:
-    """Return a non-negative integer header value, or ``None`` if absent or not a number."""
+def _parse_number(value: str | None) -> float | None:
+    """Return a non-negative, finite header value, or ``None`` if absent or not a number."""
     if value is None:
         return None
-    text = value.strip()
     try:
-        number = float(text)
+        number = float(value.strip())
     except ValueError:
         return None
     if not math.isfinite(number) or number < 0:
         return None
-    return int(number)
+    return number
+
+
+def _parse_int(value: str | None) -> int | None:
+    """Return a non-negative integer header value, or ``None`` if absent or not a number."""
+    number = _parse_number(value)
+    return None if number is None else int(number)
+
+
+def reset_style(reset_header: str) -> ResetHeaderStyle:
+    """
+    Return the :class:`ResetHeaderStyle` named ``reset_header`` (case-sensitive).
+
+    :raises RateLimitHeaderError: for any other name.
+    """
+    try:
+        return ResetHeaderStyle(reset_header)
+    except ValueError:
+        raise RateLimitHeaderError(
+            f"reset_header must be one of {', '.join(RESET_HEADER_STYLES)}, not {reset_header!r}"
+        ) from None
 
 
 def parse_reset(
@@ -110,26 +148,36 @@ def parse_reset(
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
 ) -> datetime | None:
     """
-    Turn an ``X-RateLimit-Reset`` value (milliseconds) into the moment the window resets.
+    Turn an ``X-RateLimit-Reset`` value into the moment the window resets.
+
+    ``auto`` reads a value of at most one window's milliseconds as a duration, a ten-digit value as
+    epoch seconds (an epoch in seconds read as milliseconds would be January 1970) and anything
+    larger as epoch milliseconds.
 
     :param value: the raw header value.
     :param now: the time the response arrived (timezone-aware).
-    :param reset_header: ``duration`` (ms until reset), ``epoch`` (epoch ms) or ``auto``, which reads
-        a value larger than one window as an epoch.
+    :param reset_header: a :class:`ResetHeaderStyle` or its name.
     :param window_seconds: the length of one rate-limit window, for ``auto``.
+    :return: the reset moment, or ``None`` when the value is absent or unreadable.
+    :raises RateLimitHeaderError: for an unknown ``reset_header``.
     """
-    if reset_header not in RESET_HEADER_STYLES:
-        raise RateLimitHeaderError(
-            f"reset_header must be one of {', '.join(RESET_HEADER_STYLES)}, not {reset_header!r}"
-        )
-    millis = _parse_int(value)
-    if millis is None:
+    style = reset_style(reset_header)
+    number = _parse_number(value)
+    if number is None:
         return None
-    is_epoch = reset_header == "epoch" or (reset_header == "auto" and millis > window_seconds * 1000)
+    if style is ResetHeaderStyle.AUTO:
+        if number <= window_seconds * 1000:
+            style = ResetHeaderStyle.DURATION
+        elif _EPOCH_SECONDS_RANGE[0] <= number < _EPOCH_SECONDS_RANGE[1]:
+            style = ResetHeaderStyle.EPOCH_SECONDS
+        else:
+            style = ResetHeaderStyle.EPOCH
     try:
-        if is_epoch:
-            return datetime.fromtimestamp(millis / 1000, tz=UTC)
-        return now + timedelta(milliseconds=millis)
+        if style is ResetHeaderStyle.DURATION:
+            return now + timedelta(milliseconds=int(number))
+        if style is ResetHeaderStyle.EPOCH_SECONDS:
+            return datetime.fromtimestamp(number, tz=UTC)
+        return datetime.fromtimestamp(int(number) / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -174,8 +222,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     text = value.strip()
     seconds = _parse_int(text)
     if seconds is None:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):
@@ -195,32 +241,47 @@ class Action(StrEnum):
     GO = "go"
     """Send now, possibly after a short pacing delay."""
     WAIT = "wait"
-    """The budget is spent; sleep inline until the window resets."""
+    """Sleep inline for ``delay`` seconds, then send."""
     DEFER = "defer"
-    """The budget is spent and the reset is too far away to sleep; give the worker back."""
+    """The wait is too long to sleep: give the worker back until ``resume_at`` (or fail, retryably)."""
 
 
 @dataclass(frozen=True)
 class PacingDecision:
     """
-    The outcome of :func:`decide_before_request`.
+    The outcome of :func:`decide_before_request` and :func:`decide_after_429`.
 
     :param action: go, wait inline, or defer until ``resume_at``.
     :param delay: seconds to sleep before sending (for ``GO`` a pacing delay, for ``WAIT`` the
-        time to the reset).
-    :param resume_at: when the budget is back, for ``WAIT`` and ``DEFER``.
+        wait, for ``DEFER`` the wait that was too long).
+    :param resume_at: when to send again, for ``WAIT`` and ``DEFER``.
+    :param reason: why, in a few words, for the log line of the wait.
+    :param hint: what the user should do, for the error when the caller fails instead of deferring;
+        ``None`` when the reset time says it all.
+    :param probes: requests sent so far into a spent budget whose reset cannot be read; pass it
+        back as ``probes`` to the next :func:`decide_after_429` of the same request.
     """
 
     action: Action
     delay: float = 0.0
     resume_at: datetime | None = None
+    reason: str = ""
+    hint: str | None = None
+    probes: int = 0
 
 
 def usable_budget(status: RateLimitStatus, reserve: int) -> int | None:
     """Return the requests left after keeping ``reserve`` unused, or ``None`` when unknown."""
-    if status.remaining is None:
-        return None
-    return status.remaining - max(0, reserve)
+    return None if status.remaining is None else status.remaining - max(0, reserve)
+
+
+def _wait_or_defer(
+    wait: float, now: datetime, max_inline_wait: float, reason: str, resume_at: datetime | None = None, **kw: Any
+) -> PacingDecision:
+    """Sleep ``wait`` inline when within ``max_inline_wait``, otherwise defer."""
+    action = Action.WAIT if wait <= max_inline_wait else Action.DEFER
+    when = resume_at if resume_at is not None else now + timedelta(seconds=wait)
+    return PacingDecision(action, delay=wait, resume_at=when, reason=reason, **kw)
 
 
 def decide_before_request(
@@ -236,7 +297,8 @@ def decide_before_request(
     limit is left, the rest is spread evenly over the time to the reset, so that a long export keeps
     going at the rate the window allows instead of running into a 429. When nothing usable is left
     (``remaining <= reserve``), the request waits for the reset: inline if it is no more than
-    ``max_inline_wait`` seconds away, otherwise the caller should defer.
+    ``max_inline_wait`` seconds away, otherwise the caller should defer. A spent budget whose reset
+    is unknown or already past goes: the 429 it may meet is answered by :func:`decide_after_429`.
 
     :param status: the last known status, or ``None`` before the first response.
     :param now: the current time (timezone-aware UTC).
@@ -249,18 +311,15 @@ def decide_before_request(
     if usable is None:
         return PacingDecision(Action.GO)
     # Headers observed before a reset that has since passed describe an old window.
-    if status.reset_at is not None and status.reset_at <= now:
+    if status.reset_at is None or status.reset_at <= now:
         return PacingDecision(Action.GO)
     if usable <= 0:
-        if status.reset_at is None:
-            # The budget is spent but nobody says when it returns: let the server decide.
-            return PacingDecision(Action.GO)
         wait = status.seconds_until_reset(now) + RESET_MARGIN_SECONDS
-        if wait <= max_inline_wait:
-            return PacingDecision(Action.WAIT, delay=wait, resume_at=status.reset_at)
-        return PacingDecision(Action.DEFER, delay=wait, resume_at=status.reset_at)
-    if status.limit and status.reset_at is not None and usable < status.limit * SMOOTHING_SHARE:
-        return PacingDecision(Action.GO, delay=status.seconds_until_reset(now) / (usable + 1))
+        reason = "rate-limit budget spent until the window resets"
+        return _wait_or_defer(wait, now, max_inline_wait, reason, resume_at=status.reset_at)
+    if status.limit and usable < status.limit * SMOOTHING_SHARE:
+        delay = status.seconds_until_reset(now) / (usable + 1)
+        return PacingDecision(Action.GO, delay=delay, reason="pacing requests over the rate-limit window")
     return PacingDecision(Action.GO)
 
 
@@ -270,20 +329,72 @@ def decide_after_429(
     now: datetime,
     max_inline_wait: float = 60.0,
     fallback_wait: float = 1.0,
+    *,
+    probes: int = 0,
+    reset_value: str | None = None,
 ) -> PacingDecision:
     """
-    Decide how to recover from a 429 response.
+    Decide how to recover from a 429 response, from that response's own headers.
 
-    The wait is the later of ``Retry-After`` and the reported reset; with neither, a short
-    ``fallback_wait``. It is slept inline when within ``max_inline_wait``, otherwise deferred.
+    Headers showing budget left (``remaining > 0``) mean a short-term limit: wait ``Retry-After``
+    (or ``fallback_wait``) and go on. A budget spent (or unknown) with a reset ahead waits for the
+    later of the reset and ``Retry-After``. Otherwise nobody says when the budget returns: the waits
+    grow, ``Retry-After`` or ``fallback_wait * 2 ** probes`` (1 s, 2 s, 4 s … at most
+    ``max_inline_wait``), and the 429 of the :data:`MAX_UNREADABLE_RESET_PROBES`-th such request
+    defers for :data:`UNREADABLE_RESET_DEFER_SECONDS` with a hint naming ``reset_header``. A wait
+    longer than ``max_inline_wait`` is a ``DEFER``.
+
+    :param status: the status parsed from *this* 429's headers, ``None`` when it carried none; never
+        an earlier response's, whose stale headers would mistake a burst for a spent budget or the
+        reverse. :func:`decide_after_429_response` reads them for you.
+    :param retry_after: this 429's ``Retry-After`` in seconds (:func:`parse_retry_after`), or ``None``.
+    :param now: the current time (timezone-aware UTC).
+    :param max_inline_wait: the longest wait, in seconds, worth holding a worker for.
+    :param fallback_wait: the wait without any hint, and the first step of the growing backoff.
+    :param probes: :attr:`PacingDecision.probes` of the previous 429 of the same request (0 at first).
+    :param reset_value: the raw ``X-RateLimit-Reset`` value, quoted in the hint.
     """
-    candidates = []
-    if retry_after is not None:
-        candidates.append(retry_after)
-    if status is not None and status.reset_at is not None:
-        candidates.append(status.seconds_until_reset(now) + RESET_MARGIN_SECONDS)
-    wait = max(candidates) if candidates else fallback_wait
-    resume_at = now + timedelta(seconds=wait)
-    if wait <= max_inline_wait:
-        return PacingDecision(Action.WAIT, delay=wait, resume_at=resume_at)
-    return PacingDecision(Action.DEFER, delay=wait, resume_at=resume_at)
+    if status is not None and status.remaining is not None and status.remaining > 0:
+        wait = retry_after if retry_after is not None else fallback_wait
+        return _wait_or_defer(wait, now, max_inline_wait, f"a short-term 429 with {status.remaining} requests left")
+    if status is not None and status.reset_at is not None and status.reset_at > now:
+        wait = max(status.seconds_until_reset(now) + RESET_MARGIN_SECONDS, retry_after or 0.0)
+        return _wait_or_defer(wait, now, max_inline_wait, "rate-limit budget spent until the window resets")
+    probes += 1
+    hint = (
+        f"The API refused requests with the budget spent and no readable reset (X-RateLimit-Reset {reset_value!r}); "
+        f"set the connection extra reset_header to the API's form: {', '.join(RESET_HEADER_STYLES)}"
+    )
+    reason = f"429 with no readable reset ({probes} of {MAX_UNREADABLE_RESET_PROBES} requests into a spent budget)"
+    if probes >= MAX_UNREADABLE_RESET_PROBES:
+        wait = max(UNREADABLE_RESET_DEFER_SECONDS, retry_after or 0.0)
+        return PacingDecision(Action.DEFER, wait, now + timedelta(seconds=wait), reason, hint, probes)
+    if retry_after is None:
+        retry_after = min(fallback_wait * 2 ** (probes - 1), max_inline_wait)
+    return _wait_or_defer(retry_after, now, max_inline_wait, reason, hint=hint, probes=probes)
+
+
+def decide_after_429_response(
+    headers: Mapping[str, str],
+    now: datetime,
+    *,
+    reset_header: str = ResetHeaderStyle.AUTO,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    max_inline_wait: float = 60.0,
+    fallback_wait: float = 1.0,
+    probes: int = 0,
+) -> PacingDecision:
+    """
+    Apply :func:`decide_after_429` to a 429's own headers (``X-RateLimit-*``, ``Retry-After``).
+
+    The one call a transport needs; the parameters are :func:`decide_after_429`'s.
+    """
+    return decide_after_429(
+        parse_rate_limit_headers(headers, now, reset_header, window_seconds),
+        parse_retry_after(_header(headers, "Retry-After"), now),
+        now,
+        max_inline_wait,
+        fallback_wait,
+        probes=probes,
+        reset_value=_header(headers, "X-RateLimit-Reset"),
+    )

@@ -1,8 +1,9 @@
 """
 What can be exported from the Prisjakt API: each resource's columns, primary key and window rule.
 
-Pure: no I/O, no Airflow. The export loop reads records through the hook and turns each into a flat,
-typed row with :meth:`Resource.to_row`; writers and SQL sinks take their columns from here.
+Pure: no I/O, no Airflow. The export loop turns each record into a flat, typed row with
+:meth:`Resource.to_row`; writers and SQL sinks take their columns from here. Purchase summaries,
+whose shape the API reference leaves open, are read in every plausible shape.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_prisjakt.api.windows import to_utc
+from airflow_provider_prisjakt.api.windows import TimeLike, format_api_time, is_day_complete, to_utc
 
 RAW_COLUMN = "raw"
 EXTRACTED_AT_COLUMN = "_extracted_at"
@@ -90,6 +91,157 @@ def _integer(value: Any) -> int | None:
 
 def _string(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _flag(value: Any) -> int | None:
+    """Read a yes/no value as 1 or 0 (``True``, ``1``, ``"true"``, ``"yes"``), or ``None``."""
+    if isinstance(value, str):
+        value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(value.lower())
+    return None if value is None or not isinstance(value, bool | int) else int(bool(value))
+
+
+#: Member names a purchase summary entry may use for its currency, purchase count and total value.
+SUMMARY_CURRENCY_MEMBERS = ("currency", "currency_code")
+SUMMARY_COUNT_MEMBERS = ("count", "purchases")
+SUMMARY_AMOUNT_MEMBERS = ("total_amount", "total", "amount", "sum", "revenue")
+_SUMMARY_LIST_MEMBER = "currencies"  # the likeliest holder of the entries, when a wrapper holds several
+_SUMMARY_MAX_DEPTH = 2
+
+
+class UnreadableSummaryError(ValueError):
+    """A purchase summary in a shape that cannot be read."""
+
+
+def summary_member(entry: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """Return the value of the first of ``names`` that ``entry`` has (``None`` when it has none)."""
+    return next((entry[name] for name in names if name in entry), None)
+
+
+def _is_summary_entry(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(name in value for name in SUMMARY_COUNT_MEMBERS + SUMMARY_AMOUNT_MEMBERS)
+
+
+def _has_currency(entry: Mapping[str, Any]) -> bool:
+    return summary_member(entry, SUMMARY_CURRENCY_MEMBERS) not in (None, "")
+
+
+def _members_seen(body: Any) -> str:
+    if isinstance(body, Mapping):
+        names = ", ".join(sorted(str(key) for key in body)[:12])
+        return f"members {names}" if names else "no members"
+    if isinstance(body, list):
+        first = body[0] if body else None
+        inner = f" of {_members_seen(first)}" if isinstance(first, Mapping) else ""
+        return f"a list of {len(body)} item(s){inner}"
+    return "null" if body is None else f"a JSON {type(body).__name__}"
+
+
+def _find_entries(body: Any, depth: int) -> list[Mapping[str, Any]] | None:
+    """Return the entries of a (possibly wrapped) summary, or ``None`` when ``body`` holds none."""
+    if isinstance(body, list):
+        return body if all(isinstance(item, Mapping) for item in body) else None
+    if not isinstance(body, Mapping):
+        return None
+    if _is_summary_entry(body) and _has_currency(body):
+        return [body]  # a one-currency summary
+    keyed = {key: value for key, value in body.items() if _is_summary_entry(value)}
+    if keyed and all(len(str(key)) == 3 and str(key).isalpha() for key in keyed):
+        return [value if _has_currency(value) else {"currency": key, **value} for key, value in keyed.items()]
+    if depth >= _SUMMARY_MAX_DEPTH:
+        return None
+    found = {key: _find_entries(value, depth + 1) for key, value in body.items() if isinstance(value, list | Mapping)}
+    filled = {key: entries for key, entries in found.items() if entries}
+    if len(filled) > 1 and filled.get(_SUMMARY_LIST_MEMBER):
+        return filled[_SUMMARY_LIST_MEMBER]
+    if len(filled) == 1:
+        return next(iter(filled.values()))
+    if not filled and (not body or [] in found.values() or body.get(_SUMMARY_LIST_MEMBER, 0) is None):
+        return []  # a day without purchases
+    return None
+
+
+def summary_entries(body: Any) -> list[Mapping[str, Any]]:
+    """
+    Return each currency's entry of a purchase summary, as the server sent it.
+
+    Accepted shapes: a bare list of entries; a list under any wrapper member, one or two levels
+    down (``currencies`` wins when there are several); an object keyed by currency (the key is
+    added as ``currency`` when the entry lacks one); a single entry. An entry names its currency
+    (:data:`SUMMARY_CURRENCY_MEMBERS`) and its count or total (:data:`SUMMARY_COUNT_MEMBERS`,
+    :data:`SUMMARY_AMOUNT_MEMBERS`). An empty list, a null ``currencies`` or ``{}`` is a day
+    without purchases.
+
+    :raises UnreadableSummaryError: naming the members seen, when the shape cannot be read.
+    """
+    entries = _find_entries(body, 0)
+    expected = "currency with count or total_amount"
+    if entries is None:  # one error naming what was there, rather than a KeyError deep in the export
+        raise UnreadableSummaryError(
+            f"Could not read the purchase summary: expected entries of {expected}, as a list (bare or "
+            f"wrapped) or an object keyed by currency; the response held {_members_seen(body)}"
+        )
+    for entry in entries:
+        if not (_has_currency(entry) and _is_summary_entry(entry)):
+            raise UnreadableSummaryError(
+                f"Could not read a purchase summary entry: expected {expected}; it had {_members_seen(entry)}"
+            )
+    return entries
+
+
+def _amount(value: Any) -> int | float | None:
+    """A total as a JSON-safe number: numbers as sent, numeric strings as floats."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    number = _decimal(value)
+    return float(number) if number is not None and number.is_finite() else None
+
+
+def normalise_purchase_summary(body: Any, start: TimeLike, end: TimeLike) -> dict[str, Any]:
+    """
+    Return a purchase summary in one shape, whatever the server sent (see :func:`summary_entries`).
+
+    :param body: the decoded response.
+    :param start: the requested window's start, returned as ``from``; ``end`` is returned as ``to``.
+    :return: ``{"from", "to", "currencies": [{"currency", "count", "total_amount"}]}``, by currency.
+    :raises UnreadableSummaryError: when the shape cannot be read.
+    """
+    currencies = [
+        {
+            "currency": str(summary_member(entry, SUMMARY_CURRENCY_MEMBERS)),
+            "count": _integer(summary_member(entry, SUMMARY_COUNT_MEMBERS)),
+            "total_amount": _amount(summary_member(entry, SUMMARY_AMOUNT_MEMBERS)),
+        }
+        for entry in summary_entries(body)
+    ]
+    return {
+        "from": format_api_time(to_utc(start, "start")),
+        "to": format_api_time(to_utc(end, "end")),
+        "currencies": sorted(currencies, key=lambda entry: entry["currency"]),
+    }
+
+
+def purchase_summary_records(
+    body: Any, pixel_id: str, day_start: datetime, day_end: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """
+    Return the records of one pixel's summary of one UTC day, for :data:`PURCHASE_SUMMARY` rows.
+
+    Each record is the entry as the server sent it (so ``raw`` keeps it whole), with ``pixel_id``,
+    ``day``, ``from``, ``to``, ``currency`` and ``complete`` (whether the day was over at ``now``).
+
+    :raises UnreadableSummaryError: when the shape cannot be read.
+    """
+    stamp = {
+        "pixel_id": pixel_id,
+        "day": day_start.date().isoformat(),
+        "from": format_api_time(day_start),
+        "to": format_api_time(day_end),
+        "complete": is_day_complete(day_start, now),
+    }
+    return [
+        {**entry, "currency": summary_member(entry, SUMMARY_CURRENCY_MEMBERS), **stamp}
+        for entry in summary_entries(body)
+    ]
 
 
 def raw_json(record: Mapping[str, Any]) -> str:
@@ -176,15 +328,18 @@ PURCHASE_SUMMARY = Resource(
         Column("currency", ColumnKind.STRING, nullable=False),
         Column("purchases", ColumnKind.INTEGER),
         Column("total_amount", ColumnKind.DECIMAL),
+        # 1 when the day was over when read; 0 for today's partial count, which a later run replaces.
+        Column("complete", ColumnKind.INTEGER),
     ),
     primary_key=("pixel_id", "day", "currency"),
     window_column="day",
     extract=lambda r: (
         _string(r.get("pixel_id")),
         _date(r.get("day")),
-        _string(r.get("currency")),
-        _integer(r.get("count")),
-        _decimal(r.get("total_amount")),
+        _string(summary_member(r, SUMMARY_CURRENCY_MEMBERS)),
+        _integer(summary_member(r, SUMMARY_COUNT_MEMBERS)),
+        _decimal(summary_member(r, SUMMARY_AMOUNT_MEMBERS)),
+        _flag(r.get("complete")),
     ),
 )
 

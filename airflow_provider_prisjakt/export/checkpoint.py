@@ -1,6 +1,4 @@
-"""
-Export checkpoints: where an export continues, small and JSON-safe for trigger kwargs and task state.
-"""
+"""Export checkpoints: where an export continues, small and JSON-safe for trigger kwargs and task state."""
 
 from __future__ import annotations
 
@@ -13,8 +11,9 @@ if TYPE_CHECKING:
 
     from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
 
-# Repeats caused by shifting pages sit at the start of the next page, so a checkpoint (stored in the
-# trigger's kwargs) keeps only the newest few ids.
+# Repeats caused by shifting pages are the last records of the page before, pushed onto the start of
+# the next page, so a checkpoint (stored in the trigger's kwargs, where size matters) keeps only the
+# newest ids written; a running export remembers whole pages (see export.readers.PageMemory).
 CHECKPOINT_IDS_KEPT = 250
 
 

@@ -11,22 +11,22 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import importlib.util
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import IO, TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_prisjakt.api.resources import raw_json
+from airflow_provider_prisjakt.api.resources import ColumnKind, raw_json
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
 
-FILE_FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_ROW_GROUP_ROWS = 64_000
-COMPRESSIONS = ("gzip",)
 _HASH_CHUNK = 1024 * 1024
 #: Fractional digits of Parquet decimal columns; the exact value always stays in ``raw``.
 DECIMAL_SCALE = 9
@@ -34,28 +34,74 @@ _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 _DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
 
 
-def validate_format(file_format: str, compression: str | None) -> None:
+class FileFormat(StrEnum):
+    """The formats of part files; each has one :class:`PartWriter`."""
+
+    JSONL = "jsonl"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+    @classmethod
+    def parse(cls, value: str) -> FileFormat:
+        """
+        Return the format named ``value`` (exactly, as the operators take it).
+
+        :raises ValueError: naming ``file_format`` and the allowed values.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in cls)
+            raise ValueError(f"file_format must be one of {allowed}, got {value!r}") from None
+
+
+class Compression(StrEnum):
+    """How part files are compressed; ``None`` stands for no compression."""
+
+    GZIP = "gzip"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Compression | None:
+        """
+        Return the compression named ``value``, or ``None`` for none.
+
+        :raises ValueError: naming ``compression`` and the allowed values.
+        """
+        if value is None:
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"compression must be 'gzip' or None, got {value!r}") from None
+
+
+def parse_file_options(file_format: str, compression: str | None) -> tuple[FileFormat, Compression | None]:
     """
-    Check a ``file_format`` / ``compression`` pair.
+    Read the ``file_format`` / ``compression`` pair of an operator, once, at its boundary.
 
     :raises ValueError: naming the parameter and the allowed values.
     """
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"file_format must be one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
-    if compression is not None and compression not in COMPRESSIONS:
-        raise ValueError(f"compression must be 'gzip' or None, got {compression!r}")
+    return FileFormat.parse(file_format), Compression.parse(compression)
 
 
-def part_extension(file_format: str, compression: str | None) -> str:
-    """Return the file name ending of a part, e.g. ``.jsonl.gz``; Parquet compresses inside the file."""
-    if file_format == "parquet":
-        return ".parquet"
-    return f".{file_format}.gz" if compression == "gzip" else f".{file_format}"
+def typed_rows(
+    resource: Resource, records: Sequence[Mapping[str, Any]], extracted_at: datetime, scope: str | None
+) -> list[tuple[Any, ...]]:
+    """
+    Flatten records to rows of ``resource.all_columns``, for typed formats and tables.
+
+    :param scope: the target the records were read for (the pixel). It fills the resource's scope
+        column whatever the record says: the API does not document ``pixel_id`` on its records.
+    """
+    to_row = resource.to_row
+    if scope is None or resource.scope_column is None:
+        return [to_row(record, extracted_at) for record in records]
+    index = resource.column_names.index(resource.scope_column)
+    return [_with(to_row(record, extracted_at), index, scope) for record in records]
 
 
-def part_name(number: int, file_format: str, compression: str | None) -> str:
-    """Return the deterministic name of part ``number``: ``part-00000.jsonl.gz``."""
-    return f"part-{number:05d}{part_extension(file_format, compression)}"
+def _with(row: tuple[Any, ...], index: int, value: Any) -> tuple[Any, ...]:
+    return (*row[:index], value, *row[index + 1 :])
 
 
 @dataclass(frozen=True)
@@ -109,10 +155,10 @@ class _GzipPartFile(gzip.GzipFile):
             self._target.close()
 
 
-def _open_text(path: str, compression: str | None) -> IO[str]:
-    if compression == "gzip":
-        return io.TextIOWrapper(_GzipPartFile(path), encoding="utf-8", newline="")
-    return open(path, "w", encoding="utf-8", newline="")
+def _open_text(path: str, compression: Compression | None) -> IO[str]:
+    if compression is None:
+        return open(path, "w", encoding="utf-8", newline="")
+    return io.TextIOWrapper(_GzipPartFile(path), encoding="utf-8", newline="")
 
 
 class PartWriter(ABC):
@@ -122,24 +168,46 @@ class PartWriter(ABC):
     :param path: the local file to create.
     :param resource: the resource the records belong to (its columns for CSV and Parquet).
     :param extracted_at: the value of the ``_extracted_at`` column.
-    :param compression: ``gzip`` or ``None``.
+    :param compression: the compression, or ``None``.
     """
 
-    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: str | None) -> None:
+    file_format: ClassVar[FileFormat]
+    #: The module the format needs beyond the standard library, and the extra that installs it.
+    needs: ClassVar[tuple[str, str] | None] = None
+
+    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: Compression | None) -> None:
         self.path = path
         self.resource = resource
         self.extracted_at = extracted_at
         self.compression = compression
         self.rows = 0
 
-    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append records to the file."""
+    @classmethod
+    def extension(cls, compression: Compression | None) -> str:
+        """Return the file name ending of a part, e.g. ``.jsonl.gz``: text formats compress the whole file."""
+        return f".{cls.file_format}" if compression is None else f".{cls.file_format}.gz"
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise ``ImportError`` with the install hint when the format's library is missing."""
+        if cls.needs is not None and importlib.util.find_spec(cls.needs[0]) is None:
+            module, extra = cls.needs
+            raise ImportError(
+                f"file_format={cls.file_format.value!r} needs {module}: pip install 'airflow-provider-prisjakt[{extra}]'"
+            )
+
+    def write(self, records: Sequence[Mapping[str, Any]], scope: str | None = None) -> None:
+        """
+        Append records to the file.
+
+        :param scope: the target the records were read for (the pixel), for the scope column.
+        """
         if records:
-            self._write(records)
+            self._write(records, scope)
             self.rows += len(records)
 
     @abstractmethod
-    def _write(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+    def _write(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None: ...
 
     @abstractmethod
     def close(self) -> None:
@@ -147,13 +215,15 @@ class PartWriter(ABC):
 
 
 class JsonLinesWriter(PartWriter):
-    """One API record per line, whole, as compact JSON."""
+    """One API record per line, whole, as compact JSON (the scope is the partition's, not the line's)."""
 
-    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: str | None) -> None:
+    file_format = FileFormat.JSONL
+
+    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: Compression | None) -> None:
         super().__init__(path, resource, extracted_at, compression)
         self._handle = _open_text(path, compression)
 
-    def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def _write(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
         self._handle.write("".join(raw_json(record) + "\n" for record in records))
 
     def close(self) -> None:
@@ -177,15 +247,17 @@ def csv_value(value: Any) -> Any:
 class CsvWriter(PartWriter):
     """A header row, then the resource's typed columns, ``raw`` and ``_extracted_at``."""
 
-    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: str | None) -> None:
+    file_format = FileFormat.CSV
+
+    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: Compression | None) -> None:
         super().__init__(path, resource, extracted_at, compression)
         self._handle = _open_text(path, compression)
         self._csv = csv.writer(self._handle, lineterminator="\n")
         self._csv.writerow(resource.column_names)
 
-    def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
-        to_row = self.resource.to_row
-        self._csv.writerows([csv_value(v) for v in to_row(record, self.extracted_at)] for record in records)
+    def _write(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
+        rows = typed_rows(self.resource, records, self.extracted_at, scope)
+        self._csv.writerows([csv_value(value) for value in row] for row in rows)
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -197,12 +269,12 @@ def arrow_schema(resource: Resource) -> Any:
     import pyarrow as pa
 
     types = {
-        "string": pa.string(),
-        "json": pa.string(),
-        "integer": pa.int64(),
-        "decimal": pa.decimal128(38, DECIMAL_SCALE),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "date": pa.date32(),
+        ColumnKind.STRING: pa.string(),
+        ColumnKind.JSON: pa.string(),
+        ColumnKind.INTEGER: pa.int64(),
+        ColumnKind.DECIMAL: pa.decimal128(38, DECIMAL_SCALE),
+        ColumnKind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        ColumnKind.DATE: pa.date32(),
     }
     return pa.schema([pa.field(c.name, types[c.kind], nullable=c.nullable) for c in resource.all_columns])
 
@@ -222,29 +294,34 @@ class ParquetWriter(PartWriter):
     make files much larger, while the Arrow buffer of one row group stays small.
     """
 
-    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: str | None) -> None:
+    file_format = FileFormat.PARQUET
+    needs = ("pyarrow", "parquet")
+
+    def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: Compression | None) -> None:
         super().__init__(path, resource, extracted_at, compression)
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as err:  # pragma: no cover - depends on the installed extras
-            raise ImportError(
-                "file_format='parquet' needs pyarrow: pip install 'airflow-provider-prisjakt[parquet]'"
-            ) from err
+        self.check_available()
+        import pyarrow.parquet as pq
+
         self._schema = arrow_schema(resource)
         self._kinds = [column.kind for column in resource.all_columns]
-        self._writer = pq.ParquetWriter(path, self._schema, compression=compression or "snappy")
+        self._writer = pq.ParquetWriter(path, self._schema, compression=str(compression or "snappy"))
         self._pending: list[Any] = []
         self._pending_rows = 0
 
-    def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
+    @classmethod
+    def extension(cls, compression: Compression | None) -> str:
+        """Return ``.parquet``: Parquet compresses inside the file."""
+        return ".parquet"
+
+    def _write(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
         import pyarrow as pa
 
-        rows = [self.resource.to_row(record, self.extracted_at) for record in records]
+        rows = typed_rows(self.resource, records, self.extracted_at, scope)
         columns = list(zip(*rows, strict=True))
         # A JSON number such as 19.990000000000002 has more digits than the column's scale, which
         # pyarrow refuses ("would cause data loss"): round it to the scale instead of failing the export.
         columns = [
-            tuple(_fit_decimal(value) for value in column) if kind == "decimal" else column
+            tuple(_fit_decimal(value) for value in column) if kind is ColumnKind.DECIMAL else column
             for column, kind in zip(columns, self._kinds, strict=True)
         ]
         arrays = [pa.array(column, type=field.type) for column, field in zip(columns, self._schema, strict=True)]
@@ -266,12 +343,38 @@ class ParquetWriter(PartWriter):
         self._writer.close()
 
 
-_WRITERS: dict[str, type[PartWriter]] = {"jsonl": JsonLinesWriter, "csv": CsvWriter, "parquet": ParquetWriter}
+#: The writer of each file format.
+WRITERS: dict[FileFormat, type[PartWriter]] = {
+    writer.file_format: writer for writer in (JsonLinesWriter, CsvWriter, ParquetWriter)
+}
+
+
+def writer_for(file_format: FileFormat | str) -> type[PartWriter]:
+    """
+    Return the writer class of a file format.
+
+    :raises ValueError: for an unknown format, naming ``file_format``.
+    """
+    return WRITERS[FileFormat.parse(file_format)]
+
+
+def part_extension(file_format: FileFormat | str, compression: Compression | str | None) -> str:
+    """Return the file name ending of a part, e.g. ``.jsonl.gz``; Parquet compresses inside the file."""
+    return writer_for(file_format).extension(Compression.parse(compression))
+
+
+def part_name(number: int, file_format: FileFormat | str, compression: Compression | str | None) -> str:
+    """Return the deterministic name of part ``number``: ``part-00000.jsonl.gz``."""
+    return f"part-{number:05d}{part_extension(file_format, compression)}"
 
 
 def open_part_writer(
-    file_format: str, path: str, resource: Resource, extracted_at: datetime, compression: str | None = None
+    file_format: FileFormat | str,
+    path: str,
+    resource: Resource,
+    extracted_at: datetime,
+    compression: Compression | str | None = None,
 ) -> PartWriter:
     """Create the writer for ``file_format`` on a new local file."""
-    validate_format(file_format, compression)
-    return _WRITERS[file_format](path, resource, extracted_at, compression)
+    writer = writer_for(file_format)
+    return writer(path, resource, extracted_at, Compression.parse(compression))

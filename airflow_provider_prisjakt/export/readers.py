@@ -1,24 +1,37 @@
 """
-Readers: how each resource is read from the API, as batches of records with the cursor after each.
+Readers: how each resource is read from the API.
+
+A reader knows three things about its resource: which targets it reads (the pixels of the request,
+every pixel of the shop, or the shop itself), which batches of records it yields for them, and what
+its :class:`Cursor` means. Readers are registered by resource name (:data:`READERS`); the export
+loop and :func:`read_events` (behind ``PrisjaktHook.iter_events``) ask :func:`reader_for` and never
+dispatch on a name. A new resource is one reader here plus its columns in ``api/resources.py``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_prisjakt.api.pagination import RecentKeys
-from airflow_provider_prisjakt.api.windows import format_api_time
-from airflow_provider_prisjakt.exceptions import PrisjaktError, PrisjaktNotFoundError
+from airflow_provider_prisjakt.api.resources import CLICKS, EVENTS, PIXELS, PURCHASE_SUMMARY
+from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, to_utc
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktNotFoundError
 from airflow_provider_prisjakt.export.checkpoint import Cursor
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.export.run import ExportRequest
-    from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+    from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.api.windows import TimeLike
+    from airflow_provider_prisjakt.hooks.prisjakt import Page, PrisjaktHook
 
 log = logging.getLogger(__name__)
+
+#: How many pages of record ids the de-duplication memory holds besides the page being read.
+PAGES_REMEMBERED = 2
 
 
 def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -32,34 +45,166 @@ def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime
     return windows
 
 
-Batch = tuple[list[dict[str, Any]], Cursor]
+class PageMemory:
+    """
+    The keys of the records of the last pages read, to drop records that shifting pages repeat.
+
+    The API's pages are not stable: events arriving while a client pages push records of one page
+    onto the start of the next. The memory holds the keys of the page being read and of the
+    :data:`PAGES_REMEMBERED` pages before it, whatever the page size, so such repeats are dropped
+    while memory stays flat however long the export. Keys are compared as text (``1`` and ``"1"``
+    are one key), as checkpoints store them.
+
+    :param pages: how many finished pages are remembered besides the current one.
+    :param initial: keys already seen, oldest first (e.g. from a checkpoint); they count as one page.
+    :param snapshot_size: how many of the latest keys :meth:`snapshot` returns (for checkpoints).
+    """
+
+    def __init__(self, pages: int = PAGES_REMEMBERED, initial: Iterable[Any] = (), snapshot_size: int = 0) -> None:
+        if pages < 1:
+            raise ValueError(f"pages must be at least 1, not {pages}")
+        self._pages: deque[set[str]] = deque([set()], maxlen=pages + 1)
+        self._latest: deque[str] = deque(maxlen=snapshot_size)
+        initial = list(initial)
+        if initial:
+            self.keep_new([{"id": key} for key in initial])
+            self.turn_page()
+
+    def __contains__(self, key: object) -> bool:
+        text = key if type(key) is str else str(key)
+        return any(text in page for page in self._pages)
+
+    def turn_page(self) -> None:
+        """Start a new page; the oldest remembered page is forgotten."""
+        self._pages.append(set())
+
+    def first_time(self, key: Any) -> bool:
+        """
+        Return True unless ``key`` is remembered; ``None`` is always new.
+
+        Either way the key counts as seen on the current page: a record repeated on this page is
+        as likely to show up again on the next one as any other record of this page.
+        """
+        if key is None:
+            return True
+        text = key if type(key) is str else str(key)
+        current = self._pages[-1]
+        if text in current:
+            return False
+        new = text not in self
+        current.add(text)
+        if new:
+            self._latest.append(text)
+        return new
+
+    def keep_new(self, records: list[Any], key_field: str = "id") -> list[Any]:
+        """
+        Return the records whose key is not remembered, in order, and remember their keys.
+
+        A record that is not an object, or has no key, is always kept. When every record is new
+        (the usual case, checked with set operations), ``records`` itself is returned.
+        """
+        try:
+            keys = [record[key_field] for record in records]
+        except (KeyError, TypeError, IndexError):
+            keys = []
+        if keys and set(map(type, keys)) == {str}:
+            distinct = set(keys)
+            if len(distinct) == len(keys) and all(distinct.isdisjoint(page) for page in self._pages):
+                self._pages[-1].update(distinct)
+                self._latest.extend(keys)
+                return records
+        first_time = self.first_time
+        return [
+            record for record in records if first_time(record.get(key_field) if isinstance(record, Mapping) else None)
+        ]
+
+    def snapshot(self) -> list[str]:
+        """Return the latest ``snapshot_size`` keys, oldest first."""
+        return list(self._latest)
 
 
-class Source:
-    """Reads one resource from the API as batches of records, each with the cursor after it."""
+@dataclass(frozen=True)
+class Batch:
+    """
+    Records read for one target, and where the export continues after them.
 
-    def __init__(self, hook: PrisjaktHook, request: ExportRequest, recent: RecentKeys) -> None:
+    :param records: the records, as the API sent them (the reader builds summary records).
+    :param scope: the target they were read for (the pixel), or ``None`` for shop-scoped resources;
+        the resource's scope column is filled from it whether or not the records name it.
+    :param cursor: where to continue once these records are written.
+    """
+
+    records: list[dict[str, Any]]
+    scope: str | None
+    cursor: Cursor
+
+
+class Reader(ABC):
+    """
+    How one resource is read: its targets, its batches, and what its cursor means.
+
+    :param hook: the Prisjakt hook.
+    :param start: window start (inclusive, UTC).
+    :param end: window end (exclusive, UTC).
+    :param memory: the de-duplication memory (a fresh one by default; a resume passes the checkpoint's).
+    """
+
+    resource: ClassVar[Resource]
+
+    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
         self.hook = hook
-        self.request = request
-        self.recent = recent
+        self.start = start
+        self.end = end
+        self.memory = PageMemory() if memory is None else memory
 
-    def _fresh(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop records already written; API records carry their key as ``id``."""
-        return self.recent.keep_new(records)
+    @classmethod
+    @abstractmethod
+    def check_scope(cls, pixel_id: str | None, shop_id: int | str | None) -> None:
+        """
+        Check that the request names what this resource is read for, before any request is sent.
 
+        :raises PrisjaktConfigError: saying which argument to give.
+        """
+
+    @abstractmethod
+    def targets(self, pixel_id: str | None, shop_id: int | str | None) -> list[str]:
+        """Return the targets to read, in order (a cursor's ``target`` indexes this list)."""
+
+    @abstractmethod
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        name = self.request.resource.name
-        if name == "events":
-            return self._events(targets, cursor)
-        if name == "clicks":
-            return self._clicks(targets, cursor)
-        if name == "purchase_summary":
-            return self._purchase_summary(targets, cursor)
-        return self._pixels(targets, cursor)
+        """Yield the batches of ``targets`` from ``cursor`` on; each holds the cursor after it."""
 
-    def _pages(self, targets: Sequence[str], cursor: Cursor) -> Iterator[tuple[int, int, Any]]:
+
+class PixelReader(Reader):
+    """A resource read per pixel: the request's pixel, or every pixel of the shop."""
+
+    @classmethod
+    def check_scope(cls, pixel_id: str | None, shop_id: int | str | None) -> None:
+        """Require ``pixel_id``, or ``shop_id`` to read every pixel of the shop."""
+        if not pixel_id and shop_id in (None, ""):
+            raise PrisjaktConfigError("Give pixel_id, or shop_id to export every pixel of the shop")
+
+    def targets(self, pixel_id: str | None, shop_id: int | str | None) -> list[str]:
+        """Return ``[pixel_id]``, or the ids of the shop's pixels."""
+        self.check_scope(pixel_id, shop_id)
+        if pixel_id:
+            return [str(pixel_id)]
+        assert shop_id is not None  # check_scope
+        pixels = [str(pixel["id"]) for pixel in self.hook.get_pixels(shop_id)]
+        log.info("Shop %s has %s pixel(s)", shop_id, len(pixels))
+        return pixels
+
+
+class EventPagesReader(PixelReader):
+    """
+    A resource read from the pixels' event pages. The cursor names the target, the window chunk
+    and the page URL to fetch next, so a resume never fetches a written page again.
+    """
+
+    def pages(self, targets: Sequence[str], cursor: Cursor) -> Iterator[tuple[int, int, Page]]:
         """Yield ``(target, chunk, page)`` of every event page from the cursor on."""
-        chunks = self.hook.window_chunks(self.request.start, self.request.end)
+        chunks = self.hook.window_chunks(self.start, self.end)
         for target in range(cursor.target, len(targets)):
             path = self.hook.events_path(targets[target])
             first_chunk = cursor.chunk if target == cursor.target else 0
@@ -68,71 +213,138 @@ class Source:
                 params = self.hook.window_params(*chunks[chunk])
                 for page in self.hook.iter_pages(path, params, start_url=resume_url):
                     yield target, chunk, page
+                    self.memory.turn_page()
                     del page  # released before the next page is fetched; see PrisjaktHook.iter_pages
 
     @staticmethod
-    def _after(target: int, chunk: int, page: Any) -> Cursor:
+    def after(target: int, chunk: int, page: Page) -> Cursor:
+        """Return the cursor after ``page``: its next URL, or the next chunk's first page."""
         if page.next_url:
             return Cursor(target, chunk, page.next_url, 0)
         return Cursor(target, chunk + 1, None, 0)
 
-    def _events(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        for target, chunk, page in self._pages(targets, cursor):
-            yield self._fresh(page.records), self._after(target, chunk, page)
+
+class EventsReader(EventPagesReader):
+    """Conversion events, page by page, each once."""
+
+    resource = EVENTS
+
+    def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
+        """Yield each event page's new records."""
+        for target, chunk, page in self.pages(targets, cursor):
+            yield Batch(self.memory.keep_new(page.records), targets[target], self.after(target, chunk, page))
             del page
 
-    def _clicks(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        # The cursor of a clicks export points at the events page being worked through: a resume
-        # fetches that events page again and skips the events whose clicks are already written.
-        for target, chunk, page in self._pages(targets, cursor):
+
+class ClicksReader(EventPagesReader):
+    """
+    The click behind each event of the window, each click once.
+
+    The cursor points into the events page being worked through (``page_offset`` events done): a
+    resume fetches that events page again and skips the events whose clicks are already written.
+    """
+
+    resource = CLICKS
+
+    def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
+        """Yield the click of each event (none for an event without one), then the page's end."""
+        for target, chunk, page in self.pages(targets, cursor):
+            pixel_id = targets[target]
             skip = cursor.page_offset if page.url == cursor.page_url else 0
             for index, event in enumerate(page.records):
                 if index < skip:
                     continue
                 click_id = event.get("click_id")
                 clicks: list[dict[str, Any]] = []
-                if click_id and self.recent.first_time(f"click:{click_id}"):
+                if click_id and self.memory.first_time(f"click:{click_id}"):
                     try:
                         clicks = [self.hook.get_click(click_id)]
                     except PrisjaktNotFoundError:
                         log.warning("Click %s of event %s is not found; skipped", click_id, event.get("id"))
-                yield clicks, Cursor(target, chunk, page.url, index + 1)
-            yield [], self._after(target, chunk, page)
+                yield Batch(clicks, pixel_id, Cursor(target, chunk, page.url, index + 1))
+            yield Batch([], pixel_id, self.after(target, chunk, page))
 
-    def _purchase_summary(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        days = day_windows(self.request.start, self.request.end)
+
+class PurchaseSummaryReader(PixelReader):
+    """One record per currency per UTC day; the cursor's ``chunk`` is the next day to read."""
+
+    resource = PURCHASE_SUMMARY
+
+    def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
+        """Yield each pixel's summary of each day."""
+        days = day_windows(self.start, self.end)
         for target in range(cursor.target, len(targets)):
             pixel_id = targets[target]
             for day in range(cursor.chunk if target == cursor.target else 0, len(days)):
-                summary = self.hook.get_purchase_summary(pixel_id, *days[day])
+                day_start, day_end = days[day]
+                summary = self.hook.get_purchase_summary(pixel_id, day_start, day_end)
                 records = [
                     {
                         "pixel_id": pixel_id,
-                        "day": days[day][0].date().isoformat(),
-                        "from": format_api_time(days[day][0]),
-                        "to": format_api_time(days[day][1]),
+                        "day": day_start.date().isoformat(),
+                        "from": format_api_time(day_start),
+                        "to": format_api_time(day_end),
                         **entry,
                     }
                     for entry in summary.get("currencies", [])
                 ]
-                yield records, Cursor(target, day + 1, None, 0)
-
-    def _pixels(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        path = f"shops/{self.hook._segment(targets[0], 'shop_id')}/pixels"
-        for page in self.hook.iter_pages(path, start_url=cursor.page_url):
-            yield self._fresh(page.records), self._after(0, 0, page)
+                yield Batch(records, pixel_id, Cursor(target, day + 1, None, 0))
 
 
-def resolve_targets(hook: PrisjaktHook, request: ExportRequest) -> list[str]:
-    """Return the pixel ids to read (or the shop id, for ``pixels``)."""
-    if not request.resource.needs_pixel:
-        if request.shop_id is None:
-            raise PrisjaktError("resource='pixels' needs shop_id")
-        return [str(request.shop_id)]
-    if request.pixel_id:
-        return [str(request.pixel_id)]
-    if request.shop_id is None:
-        raise PrisjaktError("Give pixel_id, or shop_id to export every pixel of the shop")
-    pixels = [str(pixel["id"]) for pixel in hook.get_pixels(request.shop_id)]
-    log.info("Shop %s has %s pixel(s)", request.shop_id, len(pixels))
-    return pixels
+class PixelsReader(Reader):
+    """
+    The shop's pixels. One target, the shop; the cursor holds the next page's URL, and ``chunk`` 1
+    once the last page is read.
+    """
+
+    resource = PIXELS
+
+    @classmethod
+    def check_scope(cls, pixel_id: str | None, shop_id: int | str | None) -> None:
+        """Require ``shop_id``."""
+        if shop_id in (None, ""):
+            raise PrisjaktConfigError("resource='pixels' needs shop_id")
+
+    def targets(self, pixel_id: str | None, shop_id: int | str | None) -> list[str]:
+        """Return ``[shop_id]``."""
+        self.check_scope(pixel_id, shop_id)
+        return [str(shop_id)]
+
+    def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
+        """Yield each page of the shop's pixels, each pixel once."""
+        if cursor.chunk > 0:
+            return  # the last page is written
+        for page in self.hook.iter_pages(self.hook.pixels_path(targets[0]), start_url=cursor.page_url):
+            yield Batch(self.memory.keep_new(page.records), None, EventPagesReader.after(0, 0, page))
+            self.memory.turn_page()
+            del page
+
+
+#: The reader of each resource, by resource name.
+READERS: dict[str, type[Reader]] = {
+    reader.resource.name: reader for reader in (EventsReader, ClicksReader, PurchaseSummaryReader, PixelsReader)
+}
+
+
+def reader_for(resource: Resource) -> type[Reader]:
+    """Return the reader class of ``resource``."""
+    return READERS[resource.name]
+
+
+def read_events(hook: PrisjaktHook, pixel_id: str, start: TimeLike, end: TimeLike) -> Iterator[dict[str, Any]]:
+    """
+    Yield every conversion event of a pixel in ``[start, end)``, newest first, each once.
+
+    The operators' reading path (:class:`EventsReader`) as records: windows longer than the API's
+    60 days are read in chunks, and records repeated by shifting pages are dropped.
+
+    :raises PrisjaktConfigError: for an unreadable or reversed window.
+    """
+    try:
+        window = to_utc(start, "start"), to_utc(end, "end")
+    except WindowError as err:
+        raise PrisjaktConfigError(str(err)) from None
+    reader = EventsReader(hook, *window)
+    for batch in reader.batches([str(pixel_id)], Cursor()):
+        yield from batch.records
+        del batch  # released before the next page is fetched

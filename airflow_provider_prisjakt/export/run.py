@@ -1,11 +1,11 @@
 """
-The one export loop shared by every destination, with its checkpoint.
+The one export loop shared by every destination.
 
-Data flows one way: records come page by page from the hook, go to the sink's open part as they
-arrive, and parts rotate at ``max_rows_per_file``. After each page the loop knows a *cursor*: where
-to continue without fetching that page again. When the rate-limit budget runs out with a far reset,
-the loop closes the open part and raises :class:`ExportPaused` with a small JSON-safe
-:class:`ExportCheckpoint`; the operator defers and later resumes from it.
+Data flows one way: the resource's reader yields batches of records, each with the cursor after
+it; :class:`ExportRun` writes them to the sink's open part as they arrive, and the sink says when a
+part is full. When the rate-limit budget runs out with a far reset, the run closes the open part
+and raises :class:`ExportPaused` with a small JSON-safe :class:`ExportCheckpoint`; the operator
+defers and later resumes from it. The loop never asks which resource or destination it serves.
 """
 
 from __future__ import annotations
@@ -18,22 +18,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt import __version__
-from airflow_provider_prisjakt.api.pagination import RecentKeys
 from airflow_provider_prisjakt.api.windows import format_api_time
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
 from airflow_provider_prisjakt.export.checkpoint import CHECKPOINT_IDS_KEPT, ExportCheckpoint, ExportPaused
-from airflow_provider_prisjakt.export.readers import Source, resolve_targets
+from airflow_provider_prisjakt.export.readers import PageMemory, reader_for
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.export.readers import Batch
     from airflow_provider_prisjakt.export.sinks import Sink
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_ROWS_PER_FILE = 1_000_000
 PROGRESS_EVERY_SECONDS = 30.0
-RECENT_IDS_KEPT = 2_000
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,6 @@ class ExportRequest:
     :param end: window end (exclusive, UTC).
     :param pixel_id: one pixel, or ``None`` for every pixel of ``shop_id``.
     :param shop_id: the shop, for ``pixels`` and when no pixel is given.
-    :param max_rows_per_file: rows per part before rotating.
     """
 
     resource: Resource
@@ -54,129 +51,180 @@ class ExportRequest:
     end: datetime
     pixel_id: str | None = None
     shop_id: int | str | None = None
-    max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE
 
 
-def _add_counters(base: Mapping[str, float], hook: PrisjaktHook, baseline: Mapping[str, float]) -> dict[str, float]:
-    """Add the hook's traffic since ``baseline`` to the counters carried over from earlier runs."""
-    totals = dict(base)
-    for name, value in hook.stats.to_dict().items():
-        totals[name] = round(totals.get(name, 0) + value - baseline.get(name, 0), 3)
-    return totals
-
-
-def run_export(
-    hook: PrisjaktHook,
-    request: ExportRequest,
-    sink: Sink,
-    *,
-    extracted_at: datetime,
-    checkpoint: ExportCheckpoint | None = None,
-    pause_on_rate_limit: bool = False,
-) -> dict[str, Any]:
+class ExportRun:
     """
-    Export one window into ``sink`` and return the manifest (rows, parts, counters), never the data.
+    One export of a window into a sink, in named steps: :meth:`begin`, :meth:`write_batch` for each
+    batch the reader yields, then :meth:`finish`, or :meth:`pause` when the rate-limit budget is
+    spent. :meth:`execute` drives them.
 
     :param hook: the Prisjakt hook.
     :param request: what to export.
-    :param sink: where to write.
+    :param sink: where to write; its ``rows_per_part`` says when a part is full.
     :param extracted_at: the ``_extracted_at`` value of new rows (kept from the checkpoint on resume).
     :param checkpoint: resume from here instead of the start.
-    :param pause_on_rate_limit: on a far rate-limit reset, stage what is written and raise
-        :class:`ExportPaused` instead of failing with :class:`PrisjaktRateLimitError`.
-    :raises ExportPaused: see ``pause_on_rate_limit``.
     """
-    resume = checkpoint is not None
-    if checkpoint is None:
-        checkpoint = ExportCheckpoint(targets=resolve_targets(hook, request), extracted_at=extracted_at.isoformat())
-    baseline = hook.stats.to_dict()
-    recent = RecentKeys(RECENT_IDS_KEPT, checkpoint.recent_ids, snapshot_size=CHECKPOINT_IDS_KEPT)
-    source = Source(hook, request, recent)
-    sink.begin(resume=resume)
-    part_open = False
-    part_rows = 0
-    rows = checkpoint.rows
-    cursor = checkpoint.cursor
-    parts = list(checkpoint.parts)
-    next_part = checkpoint.next_part
-    started = last_progress = time.monotonic()
 
-    def close_part() -> None:
-        nonlocal part_open, next_part
-        parts.append(sink.close_part())
-        part_open = False
-        next_part += 1
+    def __init__(
+        self,
+        hook: PrisjaktHook,
+        request: ExportRequest,
+        sink: Sink,
+        *,
+        extracted_at: datetime,
+        checkpoint: ExportCheckpoint | None = None,
+    ) -> None:
+        self.hook = hook
+        self.request = request
+        self.sink = sink
+        self.resuming = checkpoint is not None
+        # A copy: the run moves its own cursor and counts, never the caller's checkpoint.
+        self.state = (
+            ExportCheckpoint.from_dict(checkpoint.to_dict())
+            if checkpoint is not None
+            else ExportCheckpoint(targets=[], extracted_at=extracted_at.isoformat())
+        )
+        self._rows_at_start = self.state.rows
+        memory = PageMemory(initial=self.state.recent_ids, snapshot_size=CHECKPOINT_IDS_KEPT)
+        self.reader = reader_for(request.resource)(hook, request.start, request.end, memory)
+        self._baseline = hook.stats.to_dict()
+        self._part_rows: int | None = None  # rows in the open part; None while no part is open
+        self._started = self._last_progress = time.monotonic()
 
-    def current_checkpoint() -> ExportCheckpoint:
+    # -- steps -------------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Resolve the targets (a fresh run) and prepare the sink."""
+        if not self.resuming:
+            self.state.targets = self.reader.targets(self.request.pixel_id, self.request.shop_id)
+        self.sink.begin(resume=self.resuming)
+
+    def write_batch(self, batch: Batch) -> None:
+        """Write a batch's records, rotating parts when the sink says a part is full, and move the cursor."""
+        limit = self.sink.rows_per_part
+        records = batch.records
+        while records:
+            if self._part_rows is None:
+                self.sink.open_part(self.state.next_part)
+                self._part_rows = 0
+            room = len(records) if limit is None else limit - self._part_rows
+            written = min(room, len(records))
+            self.sink.write_rows(records if written == len(records) else records[:written], batch.scope)
+            records = records[written:]
+            self._part_rows += written
+            self.state.rows += written
+            if limit is not None and self._part_rows >= limit:
+                self._close_part()
+        self.state.cursor = batch.cursor
+        self._log_progress()
+
+    def pause(self, error: PrisjaktRateLimitError) -> ExportPaused:
+        """Stage the open part and return the pause to raise, with the checkpoint to resume from."""
+        self._close_part()
+        paused = self.checkpoint()
+        paused.counters["deferrals"] = paused.counters.get("deferrals", 0) + 1
+        log.info("Rate-limit budget spent after %s rows; pausing until %s", self.state.rows, error.reset_at)
+        return ExportPaused(paused, error.reset_at, error)
+
+    def finish(self) -> dict[str, Any]:
+        """Close the last part, publish everything through the sink, and return the manifest."""
+        self._close_part()
+        final = self.checkpoint()
+        request = self.request
+        manifest = {
+            "resource": request.resource.name,
+            "window": {"start": format_api_time(request.start), "end": format_api_time(request.end)},
+            "targets": final.targets,
+            "rows": final.rows,
+            "parts": final.parts,
+            "extracted_at": final.extracted_at,
+            "provider_version": __version__,
+            "counters": final.counters,
+        }
+        self.sink.commit(manifest)
+        log.info(
+            "Exported %s rows of %s in %s part(s) to %s",
+            final.rows,
+            request.resource.name,
+            len(final.parts),
+            self.sink.describe(),
+        )
+        return manifest
+
+    def checkpoint(self) -> ExportCheckpoint:
+        """Return where the export stands: the cursor, staged parts, counters and the latest ids."""
+        state = self.state
         return ExportCheckpoint(
-            targets=checkpoint.targets,
-            cursor=cursor,
-            next_part=next_part,
-            parts=parts,
-            rows=rows,
-            counters=_add_counters(checkpoint.counters, hook, baseline),
-            recent_ids=recent.snapshot(),
-            extracted_at=checkpoint.extracted_at,
+            targets=state.targets,
+            cursor=state.cursor,
+            next_part=state.next_part,
+            parts=list(state.parts),
+            rows=state.rows,
+            counters=self._counters(),
+            recent_ids=self.reader.memory.snapshot(),
+            extracted_at=state.extracted_at,
         )
 
-    try:
-        for records, after in source.batches(checkpoint.targets, cursor):
-            while records:
-                if not part_open:
-                    sink.open_part(next_part)
-                    part_open, part_rows = True, 0
-                room = request.max_rows_per_file - part_rows if sink.rotates_parts else len(records)
-                written = min(room, len(records))
-                sink.write_rows(records if written == len(records) else records[:written])
-                records = records[written:]  # empty at the end: the page is not held while the next is fetched
-                part_rows += written
-                rows += written
-                if sink.rotates_parts and part_rows >= request.max_rows_per_file:
-                    close_part()
-            cursor = after
-            now = time.monotonic()
-            if now - last_progress >= PROGRESS_EVERY_SECONDS:
-                last_progress = now
-                status = hook.rate_limit
-                log.info(
-                    "Exported %s rows of %s with %s requests (%.0f rows/s); %s requests left, window resets at %s",
-                    rows,
-                    request.resource.name,
-                    hook.stats.requests - baseline["requests"],
-                    (rows - checkpoint.rows) / max(now - started, 1e-9),
-                    status.remaining if status else "unknown",
-                    status.reset_at.isoformat() if status and status.reset_at else "unknown",
-                )
-        if part_open:
-            close_part()
-    except PrisjaktRateLimitError as error:
-        if not pause_on_rate_limit:
-            sink.abort()
+    # -- driver ------------------------------------------------------------------------------------
+
+    def execute(self, *, pause_on_rate_limit: bool = False) -> dict[str, Any]:
+        """
+        Run every step and return the manifest (rows, parts, counters), never the data.
+
+        :param pause_on_rate_limit: on a far rate-limit reset, stage what is written and raise
+            :class:`ExportPaused` instead of failing with :class:`PrisjaktRateLimitError`.
+        :raises ExportPaused: see ``pause_on_rate_limit``.
+        """
+        self.begin()
+        try:
+            for batch in self.reader.batches(self.state.targets, self.state.cursor):
+                self.write_batch(batch)
+                del batch  # the page is not held while the next one is fetched
+            return self.finish()
+        except PrisjaktRateLimitError as error:
+            if not pause_on_rate_limit:
+                self.sink.abort()
+                raise
+            raise self.pause(error) from None
+        except BaseException:
+            self.sink.abort()
             raise
-        if part_open:
-            close_part()
-        paused = current_checkpoint()
-        paused.counters["deferrals"] = paused.counters.get("deferrals", 0) + 1
-        log.info("Rate-limit budget spent after %s rows; pausing until %s", rows, error.reset_at)
-        raise ExportPaused(paused, error.reset_at, error) from None
-    except BaseException:
-        sink.abort()
-        raise
-    final = current_checkpoint()
-    manifest = {
-        "resource": request.resource.name,
-        "window": {"start": format_api_time(request.start), "end": format_api_time(request.end)},
-        "targets": final.targets,
-        "rows": rows,
-        "parts": parts,
-        "extracted_at": checkpoint.extracted_at,
-        "provider_version": __version__,
-        "counters": final.counters,
-    }
-    try:
-        sink.commit(manifest)
-    except BaseException:
-        sink.abort()
-        raise
-    log.info("Exported %s rows of %s in %s part(s) to %s", rows, request.resource.name, len(parts), sink.describe())
-    return manifest
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _close_part(self) -> None:
+        if self._part_rows is not None:
+            self.state.parts.append(self.sink.close_part())
+            self.state.next_part += 1
+            self._part_rows = None
+
+    def _counters(self) -> dict[str, float]:
+        """The counters carried over from earlier runs plus this hook's traffic since the run began."""
+        return add_counters(self.state.counters, self.hook.stats.to_dict(), self._baseline)
+
+    def _log_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self._last_progress = now
+        status = self.hook.rate_limit
+        log.info(
+            "Exported %s rows of %s with %s requests (%.0f rows/s); %s requests left, window resets at %s",
+            self.state.rows,
+            self.request.resource.name,
+            self.hook.stats.requests - self._baseline["requests"],
+            (self.state.rows - self._rows_at_start) / max(now - self._started, 1e-9),
+            status.remaining if status else "unknown",
+            status.reset_at.isoformat() if status and status.reset_at else "unknown",
+        )
+
+
+def add_counters(
+    base: Mapping[str, float], now: Mapping[str, float], baseline: Mapping[str, float]
+) -> dict[str, float]:
+    """Add the traffic between ``baseline`` and ``now`` to the counters carried over from earlier runs."""
+    totals = dict(base)
+    for name, value in now.items():
+        totals[name] = round(totals.get(name, 0) + value - baseline.get(name, 0), 3)
+    return totals

@@ -1,17 +1,19 @@
 """
 The ``prisjakt`` connection: its form fields and how a stored connection becomes settings.
 
-Pure: no Airflow, no HTTP client. ``get_provider_info`` (``conn-fields``) and the hook's legacy
+No HTTP client, and no Airflow import at module level: Airflow imports ``get_provider_info``, and
+with it this module, while it starts. ``get_provider_info`` (``conn-fields``) and the hook's legacy
 form widgets are both generated from :data:`CONNECTION_EXTRA_FIELDS`, so the two declarations of
 the form cannot drift apart.
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +24,10 @@ DEFAULT_CONN_ID = "prisjakt_default"
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 AUTH_TYPES = ("headers", "oauth2")
+#: How the server reads ``from``/``to``: ``[from, to)``, both ends included, or whole days.
+WINDOW_BOUNDS = ("half_open", "inclusive", "dates")
+#: Schemes a host without one may get.
+PROTOCOLS = ("https", "http")
 MASKED_VALUE = "***"
 
 
@@ -38,6 +44,7 @@ class ExtraField:
     :param choices: allowed values, for string fields with a fixed set.
     :param prefill: whether the form pre-fills the default. Airflow's UI masks the value of any
         extra whose name contains "token" and would save the mask, so ``token_url`` is not pre-filled.
+    :param secret: whether the value is masked wherever it is shown (a password field in the form).
     """
 
     name: str
@@ -47,6 +54,7 @@ class ExtraField:
     description: str
     choices: tuple[str, ...] = ()
     prefill: bool = True
+    secret: bool = False
 
 
 CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
@@ -88,7 +96,25 @@ CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
         "string",
         "auto",
         "How to read X-RateLimit-Reset: auto, duration (ms left) or epoch (ms).",
-        RESET_HEADER_STYLES,
+        tuple(str(style) for style in RESET_HEADER_STYLES),
+    ),
+    ExtraField(
+        "window_bounds",
+        "Window bounds",
+        "string",
+        "half_open",
+        "How the server reads from/to: half_open (from included, to excluded), inclusive (both "
+        "included) or dates (whole days).",
+        WINDOW_BOUNDS,
+    ),
+    ExtraField(
+        "budget_backend",
+        "Shared budget backend",
+        "string",
+        None,
+        "URL of a store that every task of this client id paces against (e.g. redis://host:6379/0); "
+        "empty paces each task on its own responses.",
+        secret=True,
     ),
     ExtraField(
         "auth_type",
@@ -101,6 +127,14 @@ CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
     ExtraField(
         "token_url", "OAuth2 token URL", "string", DEFAULT_TOKEN_URL, "Token endpoint used when auth type is oauth2."
     ),
+    ExtraField(
+        "protocol",
+        "Protocol",
+        "string",
+        None,
+        "Scheme of a host given without one: https (the default) or http (loopback addresses only).",
+        PROTOCOLS,
+    ),
 )
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -110,7 +144,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "login": "lb4xiAVZZWkXiYxfxa146e4tbkYa702P",
         "password": "client secret from Prisjakt",
         "host": DEFAULT_BASE_URL,
-        **{field.name: str(field.default) for field in CONNECTION_EXTRA_FIELDS if field.default is not None},
+        **{extra.name: str(extra.default) for extra in CONNECTION_EXTRA_FIELDS if extra.default is not None},
     },
 }
 
@@ -118,14 +152,51 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 def conn_fields() -> dict[str, dict[str, Any]]:
     """Return the ``conn-fields`` declaration (Airflow >= 3.2) of the extra fields."""
     declared: dict[str, dict[str, Any]] = {}
-    for field in CONNECTION_EXTRA_FIELDS:
-        schema: dict[str, Any] = {"type": [field.kind, "null"]}
-        if field.default is not None and field.prefill:
-            schema["default"] = field.default
-        if field.choices:
-            schema["enum"] = [*field.choices, None]
-        declared[field.name] = {"label": field.label, "description": field.description, "schema": schema}
+    for extra in CONNECTION_EXTRA_FIELDS:
+        schema: dict[str, Any] = {"type": [extra.kind, "null"]}
+        if extra.default is not None and extra.prefill:
+            schema["default"] = extra.default
+        if extra.choices:
+            schema["enum"] = [*extra.choices, None]
+        if extra.secret:
+            schema["format"] = "password"  # Airflow's UI masks a field of this format
+        declared[extra.name] = {"label": extra.label, "description": extra.description, "schema": schema}
     return declared
+
+
+def legacy_form_widgets() -> dict[str, Any]:
+    """Return the extra fields as wtforms fields, for the connection form of Airflow before 3.2."""
+    from flask_babel import lazy_gettext
+    from wtforms import IntegerField, PasswordField, StringField
+    from wtforms.validators import NumberRange, Optional
+
+    try:
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    except ImportError:  # pragma: no cover - Airflow 3 without FAB
+        BS3PasswordFieldWidget = BS3TextFieldWidget = None  # noqa: N806
+
+    widgets: dict[str, Any] = {}
+    for extra in CONNECTION_EXTRA_FIELDS:
+        kwargs: dict[str, Any] = {
+            "description": extra.description,
+            "default": extra.default if extra.prefill else None,
+        }
+        widget_class = BS3PasswordFieldWidget if extra.secret else BS3TextFieldWidget
+        if widget_class is not None:
+            kwargs["widget"] = widget_class()
+        label = lazy_gettext(extra.label)
+        if extra.kind == "integer":
+            widgets[extra.name] = IntegerField(label, validators=[Optional(), NumberRange(min=0)], **kwargs)
+        elif extra.secret:
+            widgets[extra.name] = PasswordField(label, validators=[Optional()], **kwargs)
+        else:
+            widgets[extra.name] = StringField(label, validators=[Optional()], **kwargs)
+    return widgets
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    """Return a copy of :data:`UI_FIELD_BEHAVIOUR` that the caller may change."""
+    return copy.deepcopy(UI_FIELD_BEHAVIOUR)
 
 
 def ui_field_behaviour_for_provider_info() -> dict[str, Any]:
@@ -182,11 +253,11 @@ def extra_value(extra: Mapping[str, Any], name: str) -> Any:
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Everything the hook needs from a ``prisjakt`` connection, validated."""
+    """Everything the hook needs from a ``prisjakt`` connection, validated; secrets stay out of its repr."""
 
     base_url: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     timeout: float
     max_retries: int
     page_size: int | None
@@ -194,38 +265,42 @@ class ConnectionSettings:
     max_inline_wait: float
     rate_limit_reserve: int
     reset_header: str
+    window_bounds: str
+    budget_backend: str | None = field(repr=False)
     auth_type: str
     token_url: str
+    protocol: str | None
 
 
 class ConnectionSettingsError(ValueError):
     """A connection field holds a value the provider cannot use."""
 
 
-def _coerce(field: ExtraField, value: Any) -> Any:
+def _coerce(extra: ExtraField, value: Any) -> Any:
     if value is None:
-        return field.default
+        return extra.default
     try:
-        if field.kind == "integer":
+        if extra.kind == "integer":
             number = int(value)
             if number < 0:
                 raise ValueError
             return number
-        if field.kind == "number":
+        if extra.kind == "number":
             real = float(value)
             if not math.isfinite(real) or real < 0:
                 raise ValueError
             return real
     except (TypeError, ValueError, OverflowError):
+        shown = MASKED_VALUE if extra.secret else repr(value)
         raise ConnectionSettingsError(
-            f"Connection extra {field.name!r} must be a non-negative {field.kind}, got {value!r}"
+            f"Connection extra {extra.name!r} must be a non-negative {extra.kind}, got {shown}"
         ) from None
     text = str(value).strip()
-    if field.choices and text.lower() not in field.choices:
+    if extra.choices and text.lower() not in extra.choices:
         raise ConnectionSettingsError(
-            f"Connection extra {field.name!r} must be one of {', '.join(field.choices)}, got {text!r}"
+            f"Connection extra {extra.name!r} must be one of {', '.join(extra.choices)}, got {text!r}"
         )
-    return text.lower() if field.choices else text
+    return text.lower() if extra.choices else text
 
 
 def check_url_may_carry_credentials(url: str, what: str) -> None:
@@ -261,16 +336,46 @@ def settings_from_connection(
     if not password:
         raise ConnectionSettingsError("The Prisjakt connection has no Client Secret (password)")
     values: dict[str, Any] = {}
-    for field in CONNECTION_EXTRA_FIELDS:
-        raw = (overrides or {}).get(field.name)
-        values[field.name] = _coerce(field, raw if raw is not None else extra_value(extra, field.name))
+    for extra_field in CONNECTION_EXTRA_FIELDS:
+        raw = (overrides or {}).get(extra_field.name)
+        values[extra_field.name] = _coerce(
+            extra_field, raw if raw is not None else extra_value(extra, extra_field.name)
+        )
     if values["max_retries"] < 1:
         values["max_retries"] = 1
     try:
-        base_url = build_base_url(host, schema, port, extra_value(extra, "protocol"))
+        base_url = build_base_url(host, schema, port, values["protocol"])
     except ValueError as err:
         raise ConnectionSettingsError(f"The API base URL (host {host!r}, port {port!r}) is not usable: {err}") from None
     check_url_may_carry_credentials(base_url, "API base URL")
     if values["auth_type"] == "oauth2":
         check_url_may_carry_credentials(values["token_url"], "OAuth2 token URL")
     return ConnectionSettings(base_url=base_url, client_id=login, client_secret=password, **values)
+
+
+def connection_settings(conn: Any, conn_id: str, overrides: Mapping[str, Any] | None = None) -> ConnectionSettings:
+    """
+    Validate an Airflow connection object and return its settings; masks the secrets in logs.
+
+    :raises PrisjaktConfigError: naming the connection and the field at fault.
+    """
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+
+    try:
+        settings = settings_from_connection(
+            host=conn.host,
+            schema=conn.schema,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            extra=conn.extra_dejson,
+            overrides=overrides,
+        )
+    except ConnectionSettingsError as err:
+        raise PrisjaktConfigError(f"Connection {conn_id!r}: {err}") from None
+    mask_secret(settings.client_secret)
+    if settings.budget_backend:
+        mask_secret(settings.budget_backend)
+    return settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,8 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
         self.min_remaining = min_remaining
         self.deferrable = deferrable
         self._not_before: datetime | None = None
+        self._requested_poke_interval = self.poke_interval
+        self._first_poke: float | None = None
 
     @cached_property
     def hook(self) -> PrisjaktHook:
@@ -88,9 +90,12 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         """Return True once the budget holds ``min_remaining`` requests; spends one request per poke."""
+        if self._first_poke is None:
+            self._first_poke = time.monotonic()
         now = datetime.now(UTC)
         if self._not_before is not None and now < self._not_before:
             self.log.info("Not poking before the rate-limit reset at %s", self._not_before.isoformat())
+            self._next_poke_after_reset()
             return False
         status = self._check()
         if status is None or status.remaining is None:
@@ -100,17 +105,20 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
         if status.remaining >= int(self.min_remaining):
             return True
         self._not_before = status.reset_at
+        self._next_poke_after_reset()
         return False
 
-    def _get_next_poke_interval(
-        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
-    ) -> float:
-        """Wait at least until the reported reset (in poke and reschedule mode), but no longer than the timeout."""
-        interval = super()._get_next_poke_interval(started_at, run_duration, poke_count)
+    def _next_poke_after_reset(self) -> None:
+        """
+        Stretch ``poke_interval`` to the reported reset, so the next poke (or reschedule) comes after it.
+
+        It never reaches past the sensor's timeout, and never falls below the interval the DAG asked for.
+        """
         if self._not_before is None:
-            return interval
+            return
         until_reset = (self._not_before - datetime.now(UTC)).total_seconds() + RESET_MARGIN_SECONDS
-        return max(interval, min(until_reset, self.timeout - run_duration()))
+        elapsed = time.monotonic() - (self._first_poke or time.monotonic())
+        self.poke_interval = max(self._requested_poke_interval, min(until_reset, self.timeout - elapsed))
 
     def execute(self, context: Context) -> Any:
         """Poke on a worker, or defer to :class:`PrisjaktRateLimitTrigger` when ``deferrable``."""

@@ -12,12 +12,14 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
+from airflow_provider_prisjakt.testing.bounds import ServedWindow, served_window, window_error
 from airflow_provider_prisjakt.testing.links import decode_cursor, link_header
 from airflow_provider_prisjakt.testing.seed import Pixel, is_uuid, parse_time
+from airflow_provider_prisjakt.testing.shapes import list_body, summary_body
 from airflow_provider_prisjakt.testing.state import (
     SandboxState,
     basic_credentials,
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
 API_PREFIX = "/click-conversion"
 #: Path of the OAuth2 token endpoint at the origin root.
 TOKEN_PATH = "/oauth2/token"
-#: Largest allowed ``to - from`` interval.
-MAX_INTERVAL = timedelta(days=60)
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Reply:
     :param body: Encoded body.
     :param content_type: ``Content-Type`` value.
     :param headers: Further headers.
+    :param header_lines: Header fields sent as they are, after :attr:`headers`; a name
+        may repeat (one ``Link`` field per link).
     :param page_key: Identity of the list page served, if any.
     :param client_id: Client the request was attributed to, if any.
     :param after: Callback run once the reply is final, before it is written
@@ -54,6 +56,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    header_lines: list[tuple[str, str]] = field(default_factory=list)
     page_key: str | None = None
     client_id: str | None = None
     after: Callable[[], None] | None = None
@@ -142,12 +145,6 @@ def _bad_request(
             {name: {"message": message, "value": value}},
         )
     )
-
-
-def _envelope(config: SandboxConfig, items: list[dict[str, Any]]) -> Any:
-    if config.envelope == "object":
-        return {"data": items, "meta": {"count": len(items)}}
-    return items
 
 
 def _first(values: dict[str, list[str]], name: str) -> str | None:
@@ -299,7 +296,7 @@ class Api:
         self._require_reader(config, client, pixel.shop_id)
         return pixel
 
-    def _window(self, config: SandboxConfig, query: dict[str, list[str]]) -> tuple[datetime, datetime]:
+    def _window(self, config: SandboxConfig, query: dict[str, list[str]]) -> tuple[datetime, datetime, ServedWindow]:
         values: dict[str, datetime] = {}
         for name in ("from", "to"):
             raw = query.get(name)
@@ -316,23 +313,10 @@ class Api:
                 raise _bad_request(config, name, "invalid date-time", raw[0])
             values[name] = parsed
         start, end = values["from"], values["to"]
-        if start >= end:
-            raise _bad_request(
-                config,
-                "to",
-                "must be after from",
-                query["to"][0],
-                "from must be before to",
-            )
-        if end - start > MAX_INTERVAL:
-            raise _bad_request(
-                config,
-                "to",
-                "interval longer than 60 days",
-                query["to"][0],
-                "The interval between from and to may be at most 60 days",
-            )
-        return start, end
+        error = window_error(config.window_bounds, start, end)
+        if error is not None:
+            raise _bad_request(config, "to", error[0], query["to"][0], error[1])
+        return start, end, served_window(config.window_bounds, start, end)
 
     def _paging(self, config: SandboxConfig, query: dict[str, list[str]]) -> tuple[int, int, dict[str, str]]:
         keep: dict[str, str] = {}
@@ -368,11 +352,11 @@ class Api:
         limit: int,
         total: int,
         page_key: str,
+        kind: str,
     ) -> Reply:
-        reply = json_reply(200, _envelope(config, items), page_key=page_key)
-        link = link_header(config, request.origin, request.path, params, offset, limit, total)
-        if link is not None:
-            reply.headers["Link"] = link
+        reply = json_reply(200, list_body(config, items, kind), page_key=page_key)
+        links = link_header(config, request.origin, request.path, params, offset, limit, total)
+        reply.header_lines.extend(("Link", value) for value in links)
         return reply
 
     # -- endpoints ----------------------------------------------------------------------
@@ -428,6 +412,7 @@ class Api:
             limit,
             len(pixels),
             f"shop:{shop_id}:{offset}",
+            "pixels",
         )
 
     def _events(
@@ -438,12 +423,13 @@ class Api:
         pixel_id: str,
     ) -> Reply:
         pixel = self._pixel(config, client, pixel_id)
-        start, end = self._window(config, request.query)
+        start, end, served = self._window(config, request.query)
         limit, offset, params = self._paging(config, request.query)
         seed = self.state.seed_data
-        lo, hi = seed.index_range(pixel, self.state.count(pixel), start.timestamp(), end.timestamp())
+        lo, hi = self.index_range(pixel, served)
         total = hi - lo
-        items = seed.events_desc(pixel, lo, hi, offset, limit) if offset < total else []
+        with_pixel_id = config.event_fields == "extended"
+        items = seed.events_desc(pixel, lo, hi, offset, limit, with_pixel_id) if offset < total else []
         from_s, to_s = _iso(start), _iso(end)
         reply = self._list_reply(
             config,
@@ -454,6 +440,7 @@ class Api:
             limit,
             total,
             f"{pixel.id}:{from_s}:{to_s}:{offset}",
+            "events",
         )
         if config.new_events_per_page > 0:
             n = config.new_events_per_page
@@ -472,24 +459,41 @@ class Api:
         pixel_id: str,
     ) -> Reply:
         pixel = self._pixel(config, client, pixel_id)
-        start, end = self._window(config, request.query)
-        return json_reply(200, self.summary(pixel, start, end))
+        start, end, served = self._window(config, request.query)
+        entries = self.state.seed_data.purchase_summary(pixel, *self.index_range(pixel, served))
+        return json_reply(200, summary_body(config, _iso(start), _iso(end), entries))
+
+    def index_range(self, pixel: Pixel, served: ServedWindow) -> tuple[int, int]:
+        """
+        Map a served window to the pixel's event index range ``[lo, hi)``.
+
+        :param pixel: The pixel.
+        :param served: What the server selects, see :func:`~.bounds.served_window`.
+        :return: ``(lo, hi)``.
+        """
+        return self.state.seed_data.index_range(
+            pixel,
+            self.state.count(pixel),
+            served.start,
+            served.end,
+            lo_open=served.start_open,
+            hi_closed=served.end_closed,
+        )
 
     def summary(self, pixel: Pixel, start: datetime, end: datetime) -> dict[str, Any]:
         """
-        Compute the purchase summary of ``pixel`` for ``[start, end)``.
+        Compute the purchase summary of ``pixel`` for ``[start, end)`` in the ``"currencies"`` shape.
 
         :param pixel: The pixel.
         :param start: Window start (inclusive).
         :param end: Window end (exclusive).
-        :return: ``{"from", "to", "currencies": [...]}``.
+        :return: ``{"from", "to", "currencies": [{"currency", "count", "total_amount"}]}``.
         """
-        seed = self.state.seed_data
-        lo, hi = seed.index_range(pixel, self.state.count(pixel), start.timestamp(), end.timestamp())
+        lo, hi = self.index_range(pixel, ServedWindow(start.timestamp(), end.timestamp()))
         return {
             "from": _iso(start),
             "to": _iso(end),
-            "currencies": seed.purchase_summary(pixel, lo, hi),
+            "currencies": self.state.seed_data.purchase_summary(pixel, lo, hi),
         }
 
     def _event(
@@ -513,7 +517,7 @@ class Api:
                 )
             )
         self._require_reader(config, client, found[0].shop_id)
-        return json_reply(200, self.state.seed_data.event(*found))
+        return json_reply(200, self.state.seed_data.event(*found, config.event_fields == "extended"))
 
     def _click(
         self,
@@ -534,4 +538,4 @@ class Api:
                 )
             )
         self._require_reader(config, client, found[0].shop_id)
-        return json_reply(200, self.state.seed_data.click(*found))
+        return json_reply(200, self.state.seed_data.click(*found, config.click_fields == "candidates"))

@@ -8,7 +8,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_prisjakt.testing.config import FAULT_KINDS, FaultConfig
+from airflow_provider_prisjakt.testing.config import (
+    FAULT_KINDS,
+    BurstBudget,
+    BurstRetryAfter,
+    FaultConfig,
+    check_choice,
+)
 
 
 @dataclass(frozen=True)
@@ -18,7 +24,8 @@ class Fault:
 
     :param kind: One of :data:`~airflow_provider_prisjakt.testing.config.FAULT_KINDS`.
     :param options: Kind-specific options (``location`` for ``redirect``,
-        ``seconds`` for ``stall``, ``reset_ms`` for ``429``).
+        ``seconds`` for ``stall``, ``reset_ms``, ``budget`` and ``retry_after`` for
+        ``429``, ``status`` for ``errors``).
     """
 
     kind: str
@@ -42,7 +49,8 @@ class FaultPlan:
         :param kind: Fault kind.
         :param count: Number of requests.
         :param options: Kind-specific options.
-        :raises ValueError: For an unknown kind, a bad count or a redirect without location.
+        :raises ValueError: For an unknown kind, a bad count, a redirect without
+            location or a 429 option outside its closed set.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
@@ -50,6 +58,9 @@ class FaultPlan:
             raise ValueError("count must be at least 1")
         if kind == "redirect" and "location" not in options:
             raise ValueError("a redirect fault needs options['location']")
+        if kind == "429":
+            check_choice("budget", options.get("budget", "spent"), BurstBudget)
+            check_choice("retry_after", options.get("retry_after", "inherit"), BurstRetryAfter)
         with self._lock:
             self._queue.extend(Fault(kind, dict(options)) for _ in range(count))
 

@@ -48,21 +48,22 @@ def link_header(
     offset: int,
     limit: int,
     total: int,
-) -> str | None:
+) -> list[str]:
     """
-    Build the ``Link`` header of one page, or ``None`` when no header is due.
+    Build the ``Link`` header field values of one page.
 
-    :param config: Live configuration (link style, rel case, link mode).
-    :param origin: Advertised origin, e.g. ``http://127.0.0.1:8080``.
+    :param config: Live configuration (link style, rel case, link mode, link syntax).
+    :param origin: Advertised origin, e.g. ``http://127.0.0.1:8765``.
     :param path: Request path, e.g. ``/click-conversion/pixels/<id>/events``.
     :param params: Query parameters every page URL keeps (without the cursor).
     :param offset: Offset of the page served.
     :param limit: Page size.
     :param total: Number of items in the whole listing.
-    :return: Header value or ``None`` when a single page holds everything.
+    :return: One value per ``Link`` header field to send: none when a single page
+        holds everything, one per link with ``link_split``, otherwise one.
     """
     if offset == 0 and total <= limit:
-        return None
+        return []
     last_offset = max(0, (total - 1) // limit * limit)
 
     def url(page_offset: int, base: str | None = None) -> str:
@@ -78,24 +79,44 @@ def link_header(
             return target
         return target.rsplit("/", 1)[1]
 
-    def rel(name: str) -> str:
-        return name.upper() if config.rel_case == "upper" else name
+    def rel(*names: str) -> str:
+        return " ".join(name.upper() if config.rel_case == "upper" else name for name in names)
 
     if config.link_mode == "malformed":
-        return f"<{url(offset + limit)}; rel={rel('next')}, garbage<<;;"
-    links: list[tuple[str, str]] = [(url(0), rel("first"))]
+        return [f"<{url(offset + limit)}; rel={rel('next')}, garbage<<;;"]
+    # (target, relation, offset of the page it points to)
+    links: list[tuple[str, str, int]] = [(url(0), rel("first"), 0)]
     if offset > 0:
-        links.append((url(max(0, offset - limit)), rel("prev")))
+        links.append((url(max(0, offset - limit)), rel("prev"), max(0, offset - limit)))
     next_offset = offset + limit
+    combined = False
     if next_offset < total:
         next_url = url(next_offset)
         if config.link_mode == "foreign":
             next_url = url(next_offset, FOREIGN_ORIGIN)
         elif config.link_mode == "loop" and offset == limit:
             next_url = url(offset)
-        if config.combined_rels and next_offset == last_offset and config.link_mode == "normal":
-            links.append((next_url, f"{rel('next')} {rel('last')}"))
-            return ", ".join(f'<{u}>; rel="{r}"' for u, r in links)
-        links.append((next_url, rel("next")))
-    links.append((url(last_offset), rel("last")))
-    return ", ".join(f'<{u}>; rel="{r}"' for u, r in links)
+        combined = config.combined_rels and next_offset == last_offset and config.link_mode == "normal"
+        links.append((next_url, rel("next", "last") if combined else rel("next"), next_offset))
+    if not combined:
+        links.append((url(last_offset), rel("last"), last_offset))
+    values = [link_value(config, target, relation, page_offset // limit + 1) for target, relation, page_offset in links]
+    return values if config.link_split else [", ".join(values)]
+
+
+def link_value(config: SandboxConfig, target: str, relation: str, page: int) -> str:
+    """
+    Write one link-value (RFC 8288) in the configured syntax.
+
+    :param config: Live configuration (``link_unquoted_rel``, ``link_extra_params``).
+    :param target: The link's URI reference.
+    :param relation: Its relation type(s), space-separated.
+    :param page: Number (from 1) of the page the link points to, named in the extra ``title``.
+    :return: ``<target>; rel="relation"`` or a variant of it.
+    """
+    # Several relation types need quotes (a token cannot hold a space).
+    unquoted = config.link_unquoted_rel and " " not in relation
+    rel_param = f"rel={relation}" if unquoted else f'rel="{relation}"'
+    if config.link_extra_params:
+        return f'<{target}>; title="events, page {page}"; {rel_param}; type="application/json"'
+    return f"<{target}>; {rel_param}"

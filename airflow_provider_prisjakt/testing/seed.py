@@ -185,14 +185,25 @@ class SeedData:
         jitter = int.from_bytes(_digest(self.seed, "jit", pixel.index, i)[:4], "big")
         return base + jitter % self._step
 
-    def index_range(self, pixel: Pixel, count: int, lo_ts: float, hi_ts: float) -> tuple[int, int]:
+    def index_range(
+        self,
+        pixel: Pixel,
+        count: int,
+        lo_ts: float,
+        hi_ts: float,
+        *,
+        lo_open: bool = False,
+        hi_closed: bool = False,
+    ) -> tuple[int, int]:
         """
-        Map the window ``[lo_ts, hi_ts)`` to the event index range ``[lo, hi)``.
+        Map a time window to the event index range ``[lo, hi)``.
 
         :param pixel: The pixel.
         :param count: Number of events the pixel currently has.
-        :param lo_ts: Window start, epoch seconds (inclusive).
-        :param hi_ts: Window end, epoch seconds (exclusive).
+        :param lo_ts: Window start, epoch seconds (inclusive unless ``lo_open``).
+        :param hi_ts: Window end, epoch seconds (exclusive unless ``hi_closed``).
+        :param lo_open: Leave out events exactly at ``lo_ts``.
+        :param hi_closed: Take in events exactly at ``hi_ts``.
         :return: ``(lo, hi)`` with ``lo <= hi``.
         """
 
@@ -200,8 +211,8 @@ class SeedData:
             return self.event_time(pixel, i)
 
         indices = range(count)
-        lo = bisect.bisect_left(indices, lo_ts, key=key)
-        hi = bisect.bisect_left(indices, hi_ts, lo=lo, key=key)
+        lo = (bisect.bisect_right if lo_open else bisect.bisect_left)(indices, lo_ts, key=key)
+        hi = (bisect.bisect_right if hi_closed else bisect.bisect_left)(indices, hi_ts, lo=lo, key=key)
         return lo, hi
 
     # -- event bodies -------------------------------------------------------------------
@@ -276,20 +287,22 @@ class SeedData:
         d = _digest(self.seed, "event", pixel.index, i)
         return _CURRENCY_TABLE[d[16] % 20], 1000 + int.from_bytes(d[17:20], "big") % 499001
 
-    def event(self, pixel: Pixel, i: int) -> dict[str, Any]:
+    def event(self, pixel: Pixel, i: int, with_pixel_id: bool = False) -> dict[str, Any]:
         """
         Build the API representation of event ``i``.
 
         :param pixel: The pixel.
         :param i: Event index.
+        :param with_pixel_id: Add ``pixel_id``, a member the reference does not document.
         :return: The event dict exactly as the API returns it.
         """
         d = _digest(self.seed, "event", pixel.index, i)
         order = int.from_bytes(d[20:24], "big")
         order_text = "".join(_BASE36[(order // 36**k) % 36] for k in range(6))
+        pixel_member = {"pixel_id": pixel.id} if with_pixel_id else {}
         return {
             "id": self.event_id(pixel, i),
-            "pixel_id": pixel.id,
+            **pixel_member,
             "click_id": self.click_id(pixel, i),
             "external_event_id": f"order-{order_text}",
             "event_name": "purchase",
@@ -301,18 +314,20 @@ class SeedData:
             },
         }
 
-    def click(self, pixel: Pixel, i: int) -> dict[str, Any]:
+    def click(self, pixel: Pixel, i: int, candidates_only: bool = False) -> dict[str, Any]:
         """
         Build the click behind event ``i``.
 
         :param pixel: The pixel.
         :param i: Event index.
+        :param candidates_only: Keep only the members the reference names as inferred
+            candidates (``id``, ``shop_id``, ``clicked_at``, ``product_id``, ``offer_id``).
         :return: The click dict exactly as the API returns it.
         """
         d = _digest(self.seed, "click", pixel.index, i)
         age = 60 + int.from_bytes(d[16:20], "big") % (_MAX_CLICK_AGE - 60 + 1)
         currency, _ = self.purchase(pixel, i)
-        return {
+        click: dict[str, Any] = {
             "id": self.click_id(pixel, i),
             "pixel_id": pixel.id,
             "shop_id": pixel.shop_id,
@@ -322,8 +337,13 @@ class SeedData:
             "cost": (50 + int.from_bytes(d[10:12], "big") % 1451) / 100,
             "currency": currency,
         }
+        if candidates_only:
+            return {k: v for k, v in click.items() if k not in ("pixel_id", "cost", "currency")}
+        return click
 
-    def events_desc(self, pixel: Pixel, lo: int, hi: int, offset: int, limit: int) -> list[dict[str, Any]]:
+    def events_desc(
+        self, pixel: Pixel, lo: int, hi: int, offset: int, limit: int, with_pixel_id: bool = False
+    ) -> list[dict[str, Any]]:
         """
         Return one page of the index range ``[lo, hi)``, newest first.
 
@@ -332,11 +352,12 @@ class SeedData:
         :param hi: End index of the window (exclusive).
         :param offset: Number of newest events to skip.
         :param limit: Page size.
+        :param with_pixel_id: Add ``pixel_id`` to each event, see :meth:`event`.
         :return: Event dicts.
         """
         top = hi - 1 - offset
         bottom = max(lo, top - limit + 1)
-        return [self.event(pixel, i) for i in range(top, bottom - 1, -1)]
+        return [self.event(pixel, i, with_pixel_id) for i in range(top, bottom - 1, -1)]
 
     def purchase_summary(self, pixel: Pixel, lo: int, hi: int) -> list[dict[str, Any]]:
         """

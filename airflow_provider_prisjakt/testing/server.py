@@ -10,14 +10,17 @@ start it::
 
 The request pipeline of an API path is: count the request against the
 client's rate-limit window (and answer 429 when over the limit), inject a
-scheduled or random fault, authenticate, route. ``/health`` and
-``/oauth2/token`` skip rate limiting and faults.
+scheduled or random fault, authenticate, route, add (or, as configured, leave
+out) the rate-limit headers. ``/health`` and ``/oauth2/token`` skip rate
+limiting and faults. Every response then waits ``latency_ms`` and is gzipped
+when configured and accepted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import json
 import socket
 import socketserver
@@ -38,15 +41,24 @@ from airflow_provider_prisjakt.testing.api import (
     Api,
     Reply,
     Request,
+    json_reply,
     problem,
 )
+from airflow_provider_prisjakt.testing.bounds import ServedWindow, served_window
 from airflow_provider_prisjakt.testing.config import (
     RecordedRequest,
     SandboxClient,
     SandboxConfig,
 )
 from airflow_provider_prisjakt.testing.faults import Fault, FaultPlan
-from airflow_provider_prisjakt.testing.ratelimit import RateDecision, RateLimiter
+from airflow_provider_prisjakt.testing.ratelimit import (
+    RATE_LIMIT_HEADERS,
+    HeaderDropper,
+    RateDecision,
+    RateLimiter,
+    retry_after_headers,
+)
+from airflow_provider_prisjakt.testing.shapes import errors_body
 from airflow_provider_prisjakt.testing.state import (
     ANONYMOUS,
     SandboxState,
@@ -145,9 +157,10 @@ class PrisjaktSandbox:
         self._state = SandboxState(self._config)
         self._api = Api(self._state)
         self._limiter = RateLimiter()
+        self._dropper = HeaderDropper()
         self._faults = FaultPlan()
         self._records: list[RecordedRequest] = []
-        self._records_lock = threading.Lock()
+        self._records_changed = threading.Condition()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -329,13 +342,27 @@ class PrisjaktSandbox:
     @property
     def requests(self) -> list[RecordedRequest]:
         """A copy of every recorded request, in arrival order."""
-        with self._records_lock:
+        with self._records_changed:
             return list(self._records)
 
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
-        with self._records_lock:
+        with self._records_changed:
             self._records.clear()
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        """
+        Block until at least ``count`` requests are recorded (since the last clear).
+
+        A request is recorded once its answer is decided, before it is written, so a
+        test can hold its client and still see the sandbox receive the request.
+
+        :param count: Number of recorded requests to wait for.
+        :param timeout: Seconds to wait at most.
+        :return: Whether that many arrived in time.
+        """
+        with self._records_changed:
+            return self._records_changed.wait_for(lambda: len(self._records) >= count, timeout)
 
     def reset_rate_limit(self) -> None:
         """Forget every rate-limit window."""
@@ -355,8 +382,11 @@ class PrisjaktSandbox:
 
         :param kind: ``"500"``, ``"503"``, ``"html502"``, ``"drop"``, ``"truncate"``,
             ``"stall"`` (option ``seconds``, default the configured stall length),
-            ``"429"`` (option ``reset_ms``, default ``burst_reset_ms``) or
-            ``"redirect"`` (302 to option ``location``, required).
+            ``"429"`` (options ``reset_ms``, ``budget`` and ``retry_after``, defaults
+            :attr:`FaultConfig.burst_reset_ms`, :attr:`FaultConfig.burst_budget` and
+            :attr:`FaultConfig.burst_retry_after`), ``"redirect"`` (302 to option
+            ``location``, required) or ``"errors"`` (an errors-only envelope
+            ``{member: null, "errors": [...]}``; option ``status``, default 200).
         :param count: Number of requests.
         :param options: Kind-specific options.
         :raises ValueError: For an unknown kind or missing options.
@@ -382,28 +412,75 @@ class PrisjaktSandbox:
         pixels = data.pixels if shop_id is None else data.shops.get(shop_id, ())
         return [p.id for p in pixels]
 
+    def pixels_by_shop(self) -> dict[int, list[str]]:
+        """
+        Return every shop with its pixel ids, in API order.
+
+        :return: Shop id to pixel ids.
+        """
+        return {shop_id: [p.id for p in pixels] for shop_id, pixels in self._state.seed_data.shops.items()}
+
+    def pixel_of_event(self, event_id: str) -> str:
+        """
+        Name the pixel an event belongs to, which the event record itself does not say.
+
+        :param event_id: Event id as served.
+        :return: The pixel id.
+        :raises ValueError: When the sandbox never issued that event id.
+        """
+        found = self._state.seed_data.locate_event(event_id)
+        if found is None:
+            raise ValueError(f"unknown event {event_id!r}")
+        return found[0].id
+
     def expected_events(self, pixel_id: str, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """
         Yield the events the API holds for ``[start, end)``, newest first.
+
+        This is the truth a client promises to export for the window, whatever
+        :attr:`SandboxConfig.window_bounds` makes the server send; see
+        :meth:`served_events` for what the server sends. The records have the members
+        :attr:`SandboxConfig.event_fields` gives them (no ``pixel_id`` by default).
 
         :param pixel_id: Pixel id.
         :param start: Window start (inclusive); naive values are UTC.
         :param end: Window end (exclusive); naive values are UTC.
         :return: Iterator of event dicts identical to the API's.
         """
+        return self._events_in(pixel_id, ServedWindow(_ts(start), _ts(end)))
+
+    def served_events(self, pixel_id: str, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """
+        Yield what ``GET /pixels/{id}/events?from=start&to=end`` lists over all its pages.
+
+        It differs from :meth:`expected_events` only under a ``window_bounds`` other
+        than ``"exclusive"``: a client that does not filter by ``event_time`` exports these.
+
+        :param pixel_id: Pixel id.
+        :param start: ``from``; naive values are UTC.
+        :param end: ``to``; naive values are UTC.
+        :return: Iterator of event dicts, newest first.
+        """
+        return self._events_in(pixel_id, served_window(self._config.window_bounds, _aware(start), _aware(end)))
+
+    def _events_in(self, pixel_id: str, served: ServedWindow) -> Iterator[dict[str, Any]]:
         pixel = self._pixel(pixel_id)
-        data = self._state.seed_data
-        lo, hi = data.index_range(pixel, self._state.count(pixel), _ts(start), _ts(end))
-        return (data.event(pixel, i) for i in range(hi - 1, lo - 1, -1))
+        lo, hi = self._api.index_range(pixel, served)
+        with_pixel_id = self._config.event_fields == "extended"
+        return (self._state.seed_data.event(pixel, i, with_pixel_id) for i in range(hi - 1, lo - 1, -1))
 
     def expected_purchase_summary(self, pixel_id: str, start: datetime, end: datetime) -> dict[str, Any]:
         """
-        Return what ``GET /pixels/{id}/purchase-summary`` answers for ``[start, end)``.
+        Return the purchase summary of ``[start, end)`` in the ``"currencies"`` shape.
+
+        That is what ``GET /pixels/{id}/purchase-summary`` answers with the default
+        knobs, and the one shape ``PrisjaktHook.get_purchase_summary`` returns whatever
+        :attr:`SandboxConfig.summary_shape` the server uses.
 
         :param pixel_id: Pixel id.
         :param start: Window start (inclusive).
         :param end: Window end (exclusive).
-        :return: The summary dict.
+        :return: ``{"from", "to", "currencies": [{"currency", "count", "total_amount"}]}``.
         """
         return self._api.summary(self._pixel(pixel_id), _aware(start), _aware(end))
 
@@ -450,34 +527,45 @@ class PrisjaktSandbox:
         if reply is not None and reply.after is not None:
             reply.after()
         self._record(request, reply, fault, started)
+        if config.latency_ms > 0:
+            self._stopping.wait(config.latency_ms / 1000)
         if reply is None:
             handler.close_connection = True
             return
+        if config.gzip and reply.body and _accepts_gzip(request.headers.get("accept-encoding", "")):
+            reply.body = gzip.compress(reply.body, compresslevel=6)
+            reply.headers["Content-Encoding"] = "gzip"
+            reply.headers["Vary"] = "Accept-Encoding"
         self._send(handler, reply, truncate=fault is not None and fault.kind == "truncate")
 
     def _api_request(self, config: SandboxConfig, request: Request) -> tuple[Reply | None, Fault | None]:
         key = self._state.rate_key(request.headers)
         attributed = None if key == ANONYMOUS else key
         decision = self._limiter.hit(key, config.rate_limit, config.rate_window)
+        fault: Fault | None = None
+        reply: Reply | None
         if not decision.allowed:
-            return self._too_many(config, decision, attributed), None
-        fault = self._faults.draw(config.faults)
-        if fault is not None:
-            early = self._apply_fault(config, fault, decision, attributed)
-            if early is not None or fault.kind == "drop":
-                return early, fault
-        reply = self._api.api(config, request)
-        reply.headers.update(decision.headers(config.reset_style, config.retry_after))
+            reply = self._too_many(config, decision.headers(config.reset_style, config.retry_after_form), attributed)
+        else:
+            fault = self._faults.draw(config.faults)
+            reply = self._apply_fault(config, fault, decision, attributed) if fault is not None else None
+            if reply is None and (fault is None or fault.kind != "drop"):
+                reply = self._api.api(config, request)
+                reply.headers.update(decision.headers(config.reset_style))
+        if reply is not None and self._dropper.drop(config.seed, config.rate_headers_missing_rate):
+            for name in RATE_LIMIT_HEADERS:
+                reply.headers.pop(name, None)
         return reply, fault
 
-    def _too_many(self, config: SandboxConfig, decision: RateDecision, client_id: str | None) -> Reply:
+    @staticmethod
+    def _too_many(config: SandboxConfig, headers: dict[str, str], client_id: str | None) -> Reply:
         reply = problem(
             config,
             429,
             "Too Many Requests",
             "The rate limit of the client is exhausted",
         )
-        reply.headers.update(decision.headers(config.reset_style, config.retry_after))
+        reply.headers.update(headers)
         reply.client_id = client_id
         return reply
 
@@ -488,7 +576,7 @@ class PrisjaktSandbox:
         decision: RateDecision,
         client_id: str | None,
     ) -> Reply | None:
-        limit_headers = decision.headers(config.reset_style, config.retry_after)
+        """Answer with ``fault``; ``None`` means no answer (``drop``) or the normal one (the rest)."""
         kind = fault.kind
         reply: Reply | None = None
         if kind in ("500", "503"):
@@ -498,17 +586,33 @@ class PrisjaktSandbox:
             reply = Reply(502, _HTML_502, content_type="text/html; charset=utf-8")
         elif kind == "redirect":
             reply = Reply(302, b"", headers={"Location": str(fault.options["location"])})
+        elif kind == "errors":
+            status = int(fault.options.get("status", 200))
+            reply = json_reply(status, errors_body(config, "Injected sandbox fault: the events could not be read"))
         elif kind == "429":
-            reset_ms = int(fault.options.get("reset_ms", config.faults.burst_reset_ms))
-            burst = RateDecision(False, decision.limit, 0, reset_ms / 1000)
-            return self._too_many(config, burst, client_id)
+            return self._too_many(config, self._burst_headers(config, fault, decision), client_id)
         elif kind == "stall":
             self._stopping.wait(float(fault.options.get("seconds", config.faults.stall_seconds)))
             return None
         if reply is not None:
-            reply.headers.update(limit_headers)
+            reply.headers.update(decision.headers(config.reset_style))
             reply.client_id = client_id
         return reply
+
+    @staticmethod
+    def _burst_headers(config: SandboxConfig, fault: Fault, decision: RateDecision) -> dict[str, str]:
+        """Rate-limit headers of a burst 429: a spent budget, or the real one with budget left."""
+        faults = config.faults
+        seconds = int(fault.options.get("reset_ms", faults.burst_reset_ms)) / 1000
+        form = str(fault.options.get("retry_after", faults.burst_retry_after))
+        if form == "inherit":
+            form = config.retry_after_form
+        if fault.options.get("budget", faults.burst_budget) == "left":
+            headers = decision.headers(config.reset_style)
+        else:
+            headers = RateDecision(False, decision.limit, 0, seconds).headers(config.reset_style)
+        headers.update(retry_after_headers(form, seconds, time.time()))
+        return headers
 
     def _record(self, request: Request, reply: Reply | None, fault: Fault | None, started: float) -> None:
         client_id = reply.client_id if reply is not None else None
@@ -524,8 +628,9 @@ class PrisjaktSandbox:
             started_at=started,
             page_key=reply.page_key if reply is not None else None,
         )
-        with self._records_lock:
+        with self._records_changed:
             self._records.append(record)
+            self._records_changed.notify_all()
 
     @staticmethod
     def _send(handler: _Handler, reply: Reply, truncate: bool) -> None:
@@ -533,7 +638,7 @@ class PrisjaktSandbox:
         handler.send_response(reply.status)
         handler.send_header("Content-Type", reply.content_type)
         handler.send_header("Content-Length", str(len(body)))
-        for name, value in reply.headers.items():
+        for name, value in [*reply.headers.items(), *reply.header_lines]:
             handler.send_header(name, value)
         if truncate:
             handler.send_header("Connection", "close")
@@ -542,6 +647,20 @@ class PrisjaktSandbox:
         if truncate:
             handler.wfile.flush()
             handler.close_connection = True
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Tell whether an ``Accept-Encoding`` value admits gzip (``gzip;q=0`` refuses it)."""
+    for item in accept_encoding.split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        name, _, quality = params.partition("=")
+        try:
+            return name.strip().lower() != "q" or float(quality) > 0
+        except ValueError:
+            return False
+    return False
 
 
 def _aware(value: datetime) -> datetime:

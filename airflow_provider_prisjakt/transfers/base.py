@@ -1,4 +1,7 @@
-"""The Prisjakt-side half shared by every export operator: parameters, window, deferral and summary."""
+"""
+The Prisjakt-side half shared by every export operator (parameters, window, deferral, summary),
+and the base of the file operators (format, compression, rows per file).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +17,11 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, 
 from airflow_provider_prisjakt.api.resources import get_resource
 from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, to_utc
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.export.formats import validate_format
-from airflow_provider_prisjakt.export.run import (
-    DEFAULT_MAX_ROWS_PER_FILE,
-    ExportCheckpoint,
-    ExportPaused,
-    ExportRequest,
-    run_export,
-)
+from airflow_provider_prisjakt.export.checkpoint import ExportCheckpoint, ExportPaused
+from airflow_provider_prisjakt.export.formats import parse_file_options, writer_for
+from airflow_provider_prisjakt.export.readers import reader_for
+from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
+from airflow_provider_prisjakt.export.sinks.object_store import DEFAULT_ROWS_PER_PART
 from airflow_provider_prisjakt.hooks.connection import DEFAULT_CONN_ID
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 
@@ -72,9 +72,6 @@ class PrisjaktExportOperator(BaseOperator):
     """
     Base class of the Prisjakt transfer operators; subclasses only build their destination sink.
 
-    Every subclass's docstring gets the parameters below appended, so ``help()`` on any transfer
-    operator lists all of its parameters.
-
     :param resource: what to export: ``events`` (conversion events, default), ``purchase_summary``
         (one row per currency per day), ``clicks`` (the click behind each event of the window,
         de-duplicated) or ``pixels`` (the shop's pixels). (templated)
@@ -85,9 +82,6 @@ class PrisjaktExportOperator(BaseOperator):
     :param end: window end, exclusive. Defaults to the run's data interval end. (templated)
     :param lookback: re-read this much before ``start`` to pick up late conversions (a timedelta,
         seconds or an ISO-8601 duration such as ``P30D``). (templated)
-    :param file_format: ``jsonl`` (default, records whole), ``csv`` or ``parquet`` (typed columns).
-    :param compression: ``gzip`` or ``None``.
-    :param max_rows_per_file: rows per part file before a new part starts.
     :param prisjakt_conn_id: the Prisjakt connection. (templated)
     :param deferrable: when the rate-limit budget runs out with a far reset, free the worker and
         resume from a checkpoint after the reset, instead of failing. Defaults to the
@@ -105,14 +99,6 @@ class PrisjaktExportOperator(BaseOperator):
     )
     ui_color = "#ff6a13"
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        shared = (PrisjaktExportOperator.__doc__ or "").split("    :param ", 1)[-1]
-        if cls.__doc__ and ":param resource:" not in cls.__doc__:
-            cls.__doc__ = (
-                f"{cls.__doc__.rstrip()}\n\n    Parameters shared by every Prisjakt transfer:\n\n    :param {shared}"
-            )
-
     def __init__(
         self,
         *,
@@ -122,9 +108,6 @@ class PrisjaktExportOperator(BaseOperator):
         start: datetime | str | None = None,
         end: datetime | str | None = None,
         lookback: timedelta | int | float | str | None = None,
-        file_format: str = "jsonl",
-        compression: str | None = None,
-        max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
         prisjakt_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -136,15 +119,9 @@ class PrisjaktExportOperator(BaseOperator):
         self.start = start
         self.end = end
         self.lookback = lookback
-        self.file_format = file_format
-        self.compression = compression
-        self.max_rows_per_file = max_rows_per_file
         self.prisjakt_conn_id = prisjakt_conn_id
         self.deferrable = deferrable
         # Checks that need no I/O fail at parse time, so a typo never reaches a worker.
-        validate_format(file_format, compression)
-        if max_rows_per_file < 1:
-            raise ValueError("max_rows_per_file must be at least 1")
         if not is_template(resource):
             get_resource(resource)
         if not is_template(lookback) and not isinstance(lookback, str):
@@ -203,17 +180,13 @@ class PrisjaktExportOperator(BaseOperator):
     def export_request(self, start: datetime, end: datetime) -> ExportRequest:
         """Build the :class:`ExportRequest` of this task for a window."""
         resource = get_resource(self.resource)
-        if resource.needs_pixel and not self.pixel_id and self.shop_id in (None, ""):
-            raise PrisjaktConfigError("Give pixel_id, or shop_id to export every pixel of the shop")
-        if not resource.needs_pixel and self.shop_id in (None, ""):
-            raise PrisjaktConfigError("resource='pixels' needs shop_id")
+        reader_for(resource).check_scope(self.pixel_id, self.shop_id)
         return ExportRequest(
             resource=resource,
             start=start,
             end=end,
             pixel_id=str(self.pixel_id) if self.pixel_id else None,
             shop_id=self.shop_id if self.shop_id not in (None, "") else None,
-            max_rows_per_file=self.max_rows_per_file,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -252,14 +225,8 @@ class PrisjaktExportOperator(BaseOperator):
             sink = self.build_sink(request, extracted_at, spool_dir)
             self._output_uri = sink.describe()
             try:
-                manifest = run_export(
-                    self.hook,
-                    request,
-                    sink,
-                    extracted_at=extracted_at,
-                    checkpoint=checkpoint,
-                    pause_on_rate_limit=self.deferrable,
-                )
+                run = ExportRun(self.hook, request, sink, extracted_at=extracted_at, checkpoint=checkpoint)
+                manifest = run.execute(pause_on_rate_limit=self.deferrable)
             except ExportPaused as paused:
                 self._defer(request, paused)
             finally:
@@ -320,6 +287,43 @@ class PrisjaktExportOperator(BaseOperator):
             namespace, name = _split_uri(self._output_uri)
             outputs.append(Dataset(namespace=namespace, name=name))
         return OperatorLineage(inputs=inputs, outputs=outputs)
+
+
+class PrisjaktObjectStoreExportOperator(PrisjaktExportOperator):
+    """
+    Base class of the operators that write part files (S3, GCS): the file parameters.
+
+    :param file_format: ``jsonl`` (default, records whole), ``csv`` or ``parquet`` (typed columns;
+        needs the ``parquet`` extra).
+    :param compression: ``gzip`` or ``None``.
+    :param max_rows_per_file: rows per part file before a new part starts.
+    """
+
+    def __init__(
+        self,
+        *,
+        file_format: str = "jsonl",
+        compression: str | None = None,
+        max_rows_per_file: int = DEFAULT_ROWS_PER_PART,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.file_format, self.compression = parse_file_options(file_format, compression)
+        if max_rows_per_file < 1:
+            raise ValueError("max_rows_per_file must be at least 1")
+        self.max_rows_per_file = max_rows_per_file
+        writer_for(self.file_format).check_available()
+
+    def sink_options(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> dict[str, Any]:
+        """Return the arguments every :class:`ObjectStoreSink` of this task takes, except its prefix."""
+        return {
+            "resource": request.resource,
+            "file_format": self.file_format,
+            "compression": self.compression,
+            "rows_per_part": self.max_rows_per_file,
+            "extracted_at": extracted_at,
+            "spool_dir": spool_dir,
+        }
 
 
 def _split_uri(uri: str) -> tuple[str, str]:

@@ -2,109 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
-from airflow_provider_prisjakt.export.sinks.object_store import ObjectStoreSink
-from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.export.sinks.object_store import GCS_REQUEST_TIMEOUT, GCSSink
+from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
-    from google.cloud.storage import Blob
 
     from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.export.run import ExportRequest
 
 
-# The google client retries one call for 120 s by default; an export should give up sooner.
-GCS_CALL_DEADLINE = 30.0
-# Each request's timeout, as google-cloud-storage's own default.
-GCS_REQUEST_TIMEOUT = 60
-
-
-class GCSSink(ObjectStoreSink):
-    """
-    An :class:`ObjectStoreSink` on a GCS bucket through ``GCSHook``.
-
-    :param hook: the GCS hook.
-    :param bucket: the bucket.
-    :param request_timeout: seconds each request may take. Retries of one call stop after
-        :data:`GCS_CALL_DEADLINE` seconds or three timeouts, whichever comes first.
-    """
-
-    def __init__(
-        self, *, hook: GCSHook, bucket: str, request_timeout: int = GCS_REQUEST_TIMEOUT, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.hook = hook
-        self.bucket = bucket
-        self.request_timeout = request_timeout
-
-    def _retry(self) -> Any:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        return DEFAULT_RETRY.with_deadline(min(GCS_CALL_DEADLINE, 3.0 * self.request_timeout))
-
-    def _upload(self, key: str, upload: Callable[[Blob], None]) -> None:
-        """Run one upload of ``key``; a failure names the object and keeps the client's reason."""
-        blob = self.hook.get_bucket(self.bucket).blob(key)
-        try:
-            upload(blob)
-        except Exception as err:
-            raise PrisjaktError(f"Uploading gs://{self.bucket}/{key} failed: {err}") from err
-
-    def upload_file(self, local_path: str, key: str) -> None:
-        """Upload a part file (resumable upload for large files)."""
-        self._upload(
-            key,
-            lambda blob: blob.upload_from_filename(
-                local_path,
-                content_type="application/octet-stream",
-                timeout=self.request_timeout,
-                retry=self._retry(),
-            ),
-        )
-
-    def upload_text(self, text: str, key: str) -> None:
-        """Write a small text object."""
-        self._upload(
-            key,
-            lambda blob: blob.upload_from_string(
-                text, content_type="application/json", timeout=self.request_timeout, retry=self._retry()
-            ),
-        )
-
-    def copy_object(self, source_key: str, dest_key: str) -> None:
-        """Copy within the bucket, server side."""
-        bucket = self.hook.get_bucket(self.bucket)
-        bucket.copy_blob(bucket.blob(source_key), bucket, dest_key, timeout=self.request_timeout, retry=self._retry())
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """List every object under a prefix."""
-        bucket = self.hook.get_bucket(self.bucket)
-        blobs = bucket.list_blobs(prefix=prefix, timeout=self.request_timeout, retry=self._retry())
-        return [blob.name for blob in blobs]
-
-    def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete objects; missing ones are ignored."""
-        from google.api_core.exceptions import NotFound
-
-        bucket = self.hook.get_bucket(self.bucket)
-        for key in keys:
-            with contextlib.suppress(NotFound):
-                bucket.delete_blob(key, timeout=self.request_timeout, retry=self._retry())
-
-    def describe(self) -> str:
-        """Return ``gs://bucket/prefix``."""
-        return f"gs://{self.bucket}/{self.prefix}"
-
-
-class PrisjaktToGCSOperator(PrisjaktExportOperator):
+class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
     """
     Export Prisjakt data for a window to part files in Google Cloud Storage.
 
@@ -119,10 +34,25 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
     :param request_timeout: seconds each GCS request may take (default 60, the client's own). Retries
         of one call stop after 30 s or three timeouts, whichever comes first, so a bucket that stops
         answering fails the task in minutes rather than hanging it.
+    :param file_format: how the part files are written: ``jsonl`` (default), ``csv`` or ``parquet``.
+    :param compression: ``gzip``, or ``None`` for plain files.
+    :param max_rows_per_file: how many rows a part file holds at most.
+    :param resource: the data to export, ``events`` by default. (templated)
+    :param pixel_id: the pixel whose data is exported. (templated)
+    :param shop_id: the shop; all its pixels are exported when ``pixel_id`` is not given. (templated)
+    :param start: the window's inclusive start; the data interval's by default. (templated)
+    :param end: the window's exclusive end; the data interval's by default. (templated)
+    :param lookback: extra time read before ``start`` for late conversions. (templated)
+    :param prisjakt_conn_id: the connection to the Prisjakt API. (templated)
+    :param deferrable: defer instead of failing when the rate-limit budget is spent.
+
+    See :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktObjectStoreExportOperator` and
+    :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator` for the parameters
+    from ``file_format`` on.
     """
 
     template_fields: Sequence[str] = (
-        *PrisjaktExportOperator.template_fields,
+        *PrisjaktObjectStoreExportOperator.template_fields,
         "bucket",
         "object_name",
         "gcp_conn_id",
@@ -173,9 +103,5 @@ class PrisjaktToGCSOperator(PrisjaktExportOperator):
             bucket=self.bucket,
             request_timeout=self.request_timeout,
             prefix=self.object_name,
-            resource=request.resource,
-            file_format=self.file_format,
-            compression=self.compression,
-            extracted_at=extracted_at,
-            spool_dir=spool_dir,
+            **self.sink_options(request, extracted_at, spool_dir),
         )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.export.sinks.object_store import ObjectStoreSink
-from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+from airflow_provider_prisjakt.export.sinks.object_store import S3Sink
+from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -18,45 +18,8 @@ if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.export.run import ExportRequest
 
-S3_DELETE_BATCH = 1000
 
-
-class S3Sink(ObjectStoreSink):
-    """An :class:`ObjectStoreSink` on an S3 bucket through ``S3Hook``."""
-
-    def __init__(self, *, hook: S3Hook, bucket: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.hook = hook
-        self.bucket = bucket
-
-    def upload_file(self, local_path: str, key: str) -> None:
-        """Upload a part file (multipart for large files, by boto3's transfer manager)."""
-        self.hook.load_file(local_path, key, bucket_name=self.bucket, replace=True)
-
-    def upload_text(self, text: str, key: str) -> None:
-        """Write a small text object."""
-        self.hook.load_string(text, key, bucket_name=self.bucket, replace=True)
-
-    def copy_object(self, source_key: str, dest_key: str) -> None:
-        """Copy within the bucket, server side."""
-        self.hook.copy_object(source_key, dest_key, source_bucket_name=self.bucket, dest_bucket_name=self.bucket)
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """List every key under a prefix."""
-        return list(self.hook.list_keys(bucket_name=self.bucket, prefix=prefix))
-
-    def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete keys in batches of 1,000."""
-        pending = list(keys)
-        for offset in range(0, len(pending), S3_DELETE_BATCH):
-            self.hook.delete_objects(self.bucket, pending[offset : offset + S3_DELETE_BATCH])
-
-    def describe(self) -> str:
-        """Return ``s3://bucket/prefix``."""
-        return f"s3://{self.bucket}/{self.prefix}"
-
-
-class PrisjaktToS3Operator(PrisjaktExportOperator):
+class PrisjaktToS3Operator(PrisjaktObjectStoreExportOperator):
     """
     Export Prisjakt data for a window to part files in S3.
 
@@ -69,9 +32,29 @@ class PrisjaktToS3Operator(PrisjaktExportOperator):
     :param s3_bucket: the bucket. (templated)
     :param s3_key: the key prefix of this window's files, e.g. ``prisjakt/events/{{ ds }}/``. (templated)
     :param aws_conn_id: the AWS connection. (templated)
+    :param file_format: ``jsonl`` (default), ``csv`` or ``parquet``.
+    :param compression: ``gzip`` or ``None``.
+    :param max_rows_per_file: rows per part file (default one million).
+    :param resource: ``events`` (default), ``purchase_summary``, ``clicks`` or ``pixels``. (templated)
+    :param pixel_id: the pixel to read. (templated)
+    :param shop_id: the shop, whose every pixel is read when no ``pixel_id`` is given. (templated)
+    :param start: window start, inclusive (default: the data interval start). (templated)
+    :param end: window end, exclusive (default: the data interval end). (templated)
+    :param lookback: how much before ``start`` to re-read, e.g. ``P30D``. (templated)
+    :param prisjakt_conn_id: the Prisjakt connection. (templated)
+    :param deferrable: free the worker while the rate-limit budget is spent.
+
+    The parameters from ``file_format`` on are described in full on
+    :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktObjectStoreExportOperator` and
+    :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator`.
     """
 
-    template_fields: Sequence[str] = (*PrisjaktExportOperator.template_fields, "s3_bucket", "s3_key", "aws_conn_id")
+    template_fields: Sequence[str] = (
+        *PrisjaktObjectStoreExportOperator.template_fields,
+        "s3_bucket",
+        "s3_key",
+        "aws_conn_id",
+    )
 
     def __init__(self, *, s3_bucket: str, s3_key: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -103,9 +86,5 @@ class PrisjaktToS3Operator(PrisjaktExportOperator):
             hook=self.s3_hook,
             bucket=self.s3_bucket,
             prefix=self.s3_key,
-            resource=request.resource,
-            file_format=self.file_format,
-            compression=self.compression,
-            extracted_at=extracted_at,
-            spool_dir=spool_dir,
+            **self.sink_options(request, extracted_at, spool_dir),
         )

@@ -20,7 +20,7 @@ from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
 from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.sensors.prisjakt import PrisjaktRateLimitSensor
-from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.export.run import ExportRequest
@@ -28,14 +28,17 @@ if TYPE_CHECKING:
 DAG_ID = "prisjakt_test_deferral"
 
 
-class LocalFolderExportOperator(PrisjaktExportOperator):
+class LocalFolderExportOperator(PrisjaktObjectStoreExportOperator):
     """
     Export Prisjakt data to part files in a local folder (for tests only).
 
     :param root: the folder the parts and ``_manifest.json`` are written to. (templated)
+
+    The other parameters are those of
+    :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktObjectStoreExportOperator`.
     """
 
-    template_fields: Sequence[str] = (*PrisjaktExportOperator.template_fields, "root")
+    template_fields: Sequence[str] = (*PrisjaktObjectStoreExportOperator.template_fields, "root")
 
     def __init__(self, *, root: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -43,15 +46,7 @@ class LocalFolderExportOperator(PrisjaktExportOperator):
 
     def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> LocalFolderSink:
         """Return a sink writing below ``root``."""
-        return LocalFolderSink(
-            root=self.root,
-            prefix="export",
-            resource=request.resource,
-            file_format=self.file_format,
-            compression=self.compression,
-            extracted_at=extracted_at,
-            spool_dir=spool_dir,
-        )
+        return LocalFolderSink(root=self.root, prefix="export", **self.sink_options(request, extracted_at, spool_dir))
 
 
 @task(task_id="spend_budget")

@@ -29,7 +29,7 @@ from tests.integration.conftest import connect
 from tests.integration.services import Service, start_gcs_emulator, start_moto_server
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+    from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
 AWS_CONN_ID = "aws_prisjakt_test"
 GCP_CONN_ID = "google_cloud_prisjakt_test"
@@ -82,7 +82,7 @@ class ObjectStore(ABC):
         """The bytes of one object."""
 
     @abstractmethod
-    def operator(self, prefix: str, *, bucket: str | None = None, **kwargs: Any) -> PrisjaktExportOperator:
+    def operator(self, prefix: str, *, bucket: str | None = None, **kwargs: Any) -> PrisjaktObjectStoreExportOperator:
         """The transfer operator writing below ``prefix`` (of ``bucket``, default this store's bucket)."""
 
     def snapshot(self, prefix: str = "") -> dict[str, bytes]:
@@ -113,7 +113,7 @@ class S3Store(ObjectStore):
     def read(self, key: str) -> bytes:
         return self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read()
 
-    def operator(self, prefix: str, *, bucket: str | None = None, **kwargs: Any) -> PrisjaktExportOperator:
+    def operator(self, prefix: str, *, bucket: str | None = None, **kwargs: Any) -> PrisjaktObjectStoreExportOperator:
         from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
 
         kwargs.setdefault("task_id", "export_to_s3")
@@ -139,7 +139,7 @@ class GCSStore(ObjectStore):
     def read(self, key: str) -> bytes:
         return self.hook.download(self.bucket, key)
 
-    def operator(self, prefix: str, *, bucket: str | None = None, **kwargs: Any) -> PrisjaktExportOperator:
+    def operator(self, prefix: str, *, bucket: str | None = None, **kwargs: Any) -> PrisjaktObjectStoreExportOperator:
         from airflow_provider_prisjakt.transfers.prisjakt_to_gcs import PrisjaktToGCSOperator
 
         kwargs.setdefault("task_id", "export_to_gcs")

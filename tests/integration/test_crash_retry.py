@@ -53,7 +53,8 @@ WORKER = r"""
 import json, sys, time
 args = json.loads(sys.argv[1])
 if args["kind"] == "s3":
-    from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator, S3Sink
+    from airflow_provider_prisjakt.export.sinks.object_store import S3Sink
+    from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
     if args.get("slow_publish"):
         copy = S3Sink.copy_object
         def slow_copy(self, source, dest):

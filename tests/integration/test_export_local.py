@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -13,8 +15,12 @@ import pytest
 
 from airflow_provider_prisjakt.api.resources import EVENTS
 from airflow_provider_prisjakt.exceptions import PrisjaktServerError
-from airflow_provider_prisjakt.export.run import ExportCheckpoint, ExportPaused, ExportRequest, run_export
+from airflow_provider_prisjakt.export.checkpoint import ExportCheckpoint, ExportPaused
+from airflow_provider_prisjakt.export.formats import FileFormat
+from airflow_provider_prisjakt.export.readers import read_events
+from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
 from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
+from airflow_provider_prisjakt.testing import SandboxConfig
 
 from .conftest import HookFactory, connect
 
@@ -58,16 +64,23 @@ class RecordingSink(LocalFolderSink):
         super().delete_keys(keys)
 
 
-def make_sink(root: Path, spool: Path, sink_class: type[LocalFolderSink] = LocalFolderSink) -> LocalFolderSink:
+def make_sink(
+    root: Path,
+    spool: Path,
+    sink_class: type[LocalFolderSink] = LocalFolderSink,
+    rows_per_part: int = 250,
+    file_format: FileFormat = FileFormat.JSONL,
+) -> LocalFolderSink:
     spool.mkdir(exist_ok=True)
     return sink_class(
         root=str(root),
         prefix=PREFIX,
         resource=EVENTS,
-        file_format="jsonl",
+        file_format=file_format,
         compression=None,
         extracted_at=EXTRACTED_AT,
         spool_dir=str(spool),
+        rows_per_part=rows_per_part,
     )
 
 
@@ -80,11 +93,13 @@ def export(
     end: datetime = END,
     max_rows_per_file: int = 250,
     sink: LocalFolderSink | None = None,
-    **kwargs: Any,
+    checkpoint: ExportCheckpoint | None = None,
+    pause_on_rate_limit: bool = False,
 ) -> dict[str, Any]:
-    request = ExportRequest(resource=EVENTS, start=START, end=end, pixel_id=pixel, max_rows_per_file=max_rows_per_file)
-    sink = sink or make_sink(root, tmp_path / "spool")
-    return run_export(hook, request, sink, extracted_at=EXTRACTED_AT, **kwargs)
+    request = ExportRequest(resource=EVENTS, start=START, end=end, pixel_id=pixel)
+    sink = sink or make_sink(root, tmp_path / "spool", rows_per_part=max_rows_per_file)
+    run = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=checkpoint)
+    return run.execute(pause_on_rate_limit=pause_on_rate_limit)
 
 
 def folder_state(root: Path) -> dict[str, bytes | None]:
@@ -142,7 +157,7 @@ def test_the_manifest_is_written_last_after_the_old_one_is_removed(sandbox_hook:
     pixel = sandbox.pixel_ids(4242)[0]
     root = tmp_path / "out"
     export(hook, pixel, root, tmp_path, max_rows_per_file=500)
-    sink = make_sink(root, tmp_path / "spool", RecordingSink)
+    sink = make_sink(root, tmp_path / "spool", RecordingSink, rows_per_part=500)
     assert isinstance(sink, RecordingSink)
 
     export(hook, pixel, root, tmp_path, end=START + timedelta(days=10), max_rows_per_file=500, sink=sink)
@@ -186,7 +201,7 @@ def test_an_empty_window_publishes_an_empty_manifest_and_no_parts(sandbox_hook: 
     quiet_start = START - timedelta(days=3)  # before the seeded period
     request = ExportRequest(resource=EVENTS, start=quiet_start, end=START - timedelta(days=1), pixel_id=pixel)
 
-    manifest = run_export(hook, request, make_sink(root, tmp_path / "spool"), extracted_at=EXTRACTED_AT)
+    manifest = ExportRun(hook, request, make_sink(root, tmp_path / "spool"), extracted_at=EXTRACTED_AT).execute()
 
     assert manifest["rows"] == 0 and manifest["parts"] == []
     assert sorted(p.name for p in (root / PREFIX).iterdir()) == ["_manifest.json"]
@@ -265,3 +280,48 @@ def test_a_rate_limit_pause_resumes_from_a_json_checkpoint_without_refetching_pa
     assert manifest["extracted_at"] == EXTRACTED_AT.isoformat()
     assert [p["name"] for p in manifest["parts"]] == [f"part-{n:05d}.jsonl" for n in range(len(manifest["parts"]))]
     assert not (root / PREFIX / "_staging").exists()
+
+
+def test_pages_shifting_at_the_largest_page_size_repeat_no_record(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    largest = SandboxConfig().max_page_size
+    shift = largest * 9 // 10  # 90% of each page was on the page before, by the time it is served
+    sandbox, hook = sandbox_hook(extra={"page_size": largest}, events_per_pixel=3 * largest, new_events_per_page=shift)
+    exported_pixel, read_pixel = sandbox.pixel_ids(4242)[:2]
+    at_start = {
+        pixel: fingerprint(list(sandbox.expected_events(pixel, START, END))) for pixel in sandbox.pixel_ids(4242)
+    }
+
+    manifest = export(hook, exported_pixel, tmp_path / "out", tmp_path, max_rows_per_file=largest)
+    read = list(read_events(hook, read_pixel, START, END))  # the hook's iter_events path: the same reader
+
+    assert len(list(sandbox.expected_events(exported_pixel, START, END))) > len(at_start[exported_pixel])
+    _, records = published_records(tmp_path / "out")
+    assert fingerprint(records) == at_start[exported_pixel]
+    assert fingerprint(read) == at_start[read_pixel]
+    # A first page of 1,000, then 100 new records per page: 1 + 2,000 / 100 pages.
+    assert manifest["counters"]["requests"] == 21
+
+
+def test_every_row_carries_the_pixel_it_was_read_for_though_events_do_not_name_it(
+    sandbox_hook: HookFactory, tmp_path: Path
+) -> None:
+    sandbox, hook = sandbox_hook(event_fields="documented")
+    pixels = sandbox.pixel_ids(4242)
+    request = ExportRequest(resource=EVENTS, start=START, end=START + timedelta(days=2), shop_id=4242)
+    sink = make_sink(tmp_path / "out", tmp_path / "spool", file_format=FileFormat.CSV)
+
+    manifest = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT).execute()
+
+    rows = [
+        row
+        for part in manifest["parts"]
+        for row in csv.DictReader(io.StringIO((tmp_path / "out" / PREFIX / part["name"]).read_text(), newline=""))
+    ]
+    assert manifest["targets"] == pixels
+    assert all("pixel_id" not in json.loads(row["raw"]) for row in rows)
+    expected = {
+        event["id"]: pixel
+        for pixel in pixels
+        for event in sandbox.expected_events(pixel, START, START + timedelta(days=2))
+    }
+    assert {row["event_id"]: row["pixel_id"] for row in rows} == expected

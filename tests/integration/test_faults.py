@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_prisjakt.api.resources import EVENTS
-from airflow_provider_prisjakt.export.run import ExportRequest, run_export
+from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.testing import FaultConfig, PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
@@ -109,7 +109,7 @@ class Destination(ABC):
 
 
 class LocalDestination(Destination):
-    """A local folder written by the export loop itself (``run_export`` with ``LocalFolderSink``)."""
+    """A local folder written by the export loop itself (``ExportRun`` with ``LocalFolderSink``)."""
 
     name = "local"
 
@@ -119,10 +119,11 @@ class LocalDestination(Destination):
 
     def export(self, pixel: str, start: datetime, end: datetime, **kwargs: Any) -> dict[str, Any]:
         max_rows = kwargs.pop("max_rows_per_file", MAX_ROWS_PER_FILE)
-        request = ExportRequest(resource=EVENTS, start=start, end=end, pixel_id=pixel, max_rows_per_file=max_rows)
+        request = ExportRequest(resource=EVENTS, start=start, end=end, pixel_id=pixel)
+        sink = make_sink(self.root, self.spool, rows_per_part=max_rows)
         hook = PrisjaktHook()
         try:
-            return run_export(hook, request, make_sink(self.root, self.spool), extracted_at=EXTRACTED_AT, **kwargs)
+            return ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT).execute(**kwargs)
         finally:
             hook.close()
 

@@ -63,14 +63,14 @@ def test_iter_pages_lets_each_page_go_before_fetching_the_next(
     pages = hook.iter_pages(hook.events_path(pixel), hook.window_params(START, END))
     held_during_fetch: list[bool] = []
     last_page: list[Any] = []
-    real_send = hook.send
+    real_send = hook.transport.send
 
     def send_noting_what_the_pages_hold(*args: Any, **kwargs: Any) -> Any:
         if last_page:
             held_during_fetch.append(any(referrer is pages for referrer in gc.get_referrers(last_page[-1])))
         return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(hook, "send", send_noting_what_the_pages_hold)
+    monkeypatch.setattr(hook.transport, "send", send_noting_what_the_pages_hold)
     for page in pages:
         last_page[:] = [page.records]
         del page

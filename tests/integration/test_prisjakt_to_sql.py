@@ -17,8 +17,9 @@ import pytest
 
 from airflow_provider_prisjakt.api.resources import EVENTS, get_resource
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
+from airflow_provider_prisjakt.export.sinks.sql.dialects import PostgresDialect
+from airflow_provider_prisjakt.export.sinks.sql.sink import SqlSink
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
-from airflow_provider_prisjakt.transfers import prisjakt_to_sql
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
 from tests.conftest import register_secret
 
@@ -371,15 +372,15 @@ def test_a_failure_mid_export_leaves_the_table_as_it_was_and_no_staging_table(
     warehouse.insert_event(table, "gone-from-the-api", pixel, START + timedelta(days=2))
     before = warehouse.contents(table)
     staged_before_failure: list[int] = []
-    write_rows = prisjakt_to_sql.SqlSink.write_rows
+    write_rows = SqlSink.write_rows
 
-    def fail_after_the_first_page(sink: prisjakt_to_sql.SqlSink, records: Any) -> None:
-        write_rows(sink, records)
+    def fail_after_the_first_page(sink: SqlSink, records: Any, scope: str | None) -> None:
+        write_rows(sink, records, scope)
         if not staged_before_failure:
             staged_before_failure.append(len(records))
             sandbox.fail_next("500")  # the next page's only try (max_retries=1)
 
-    monkeypatch.setattr(prisjakt_to_sql.SqlSink, "write_rows", fail_after_the_first_page)
+    monkeypatch.setattr(SqlSink, "write_rows", fail_after_the_first_page)
 
     with pytest.raises(PrisjaktError):
         load(table, pixel_id=pixel, write_disposition="replace_window")
@@ -387,7 +388,7 @@ def test_a_failure_mid_export_leaves_the_table_as_it_was_and_no_staging_table(
     assert staged_before_failure == [sandbox.config.page_size]
     assert warehouse.contents(table) == before
     assert not warehouse.staging_tables(table)
-    monkeypatch.setattr(prisjakt_to_sql.SqlSink, "write_rows", write_rows)
+    monkeypatch.setattr(SqlSink, "write_rows", write_rows)
     load(table, pixel_id=pixel, write_disposition="replace_window")
     assert warehouse.events(table) == expected_events(sandbox, pixel)
 
@@ -499,7 +500,7 @@ def test_postgres_copy_through_psycopg2_keeps_nulls_empty_strings_and_quotes() -
         cursor = conn.cursor()
         cursor.execute(f'CREATE TABLE "{table}" (s TEXT, t TEXT, d NUMERIC(38, 9), ts TIMESTAMPTZ, j JSONB)')
         assert not hasattr(cursor, "copy")
-        prisjakt_to_sql.PostgresDialect().bulk_insert(cursor, f'"{table}"', ["s", "t", "d", "ts", "j"], rows)
+        PostgresDialect().bulk_insert(cursor, f'"{table}"', ["s", "t", "d", "ts", "j"], rows)
         cursor.execute(f'SELECT s, t, d, ts, j FROM "{table}" ORDER BY s DESC')
         loaded = cursor.fetchall()
     finally:
@@ -524,6 +525,17 @@ def test_a_table_name_carrying_sql_is_refused_at_construction() -> None:
 def test_an_unknown_write_disposition_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match=r"write_disposition must be one of merge, replace_window, append"):
         PrisjaktToSqlOperator(task_id="load", conn_id=WAREHOUSE, table="events", write_disposition="upsert")
+
+
+@pytest.mark.parametrize("file_argument", [{"file_format": "csv"}, {"compression": "gzip"}, {"max_rows_per_file": 10}])
+def test_file_parameters_mean_nothing_to_a_table_and_are_refused_at_construction(
+    file_argument: dict[str, Any],
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    # Airflow 3 raises TypeError for an unknown keyword, Airflow 2 AirflowException.
+    with pytest.raises((TypeError, AirflowException), match="Invalid arguments were passed"):
+        PrisjaktToSqlOperator(task_id="load", conn_id=WAREHOUSE, table="events", pixel_id="p", **file_argument)
 
 
 @pytest.mark.parametrize("resource", ["clicks", "pixels"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
@@ -342,7 +344,7 @@ def test_event_and_click_lookup(prisjakt_sandbox: PrisjaktSandbox) -> None:
     assert get(sb, f"/events/{event['id'].upper()}").status_code == 200
     click = get(sb, f"/clicks/{event['click_id']}").json()
     assert click["id"] == event["click_id"]
-    assert click["pixel_id"] == event["pixel_id"]
+    assert click["pixel_id"] == sb.pixel_ids()[2] == sb.pixel_of_event(event["id"])
     assert click["shop_id"] == 4242
     assert click["currency"] == event["data"]["currency"]
     clicked = datetime.fromisoformat(click["clicked_at"])
@@ -598,6 +600,395 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
             assert resp.status_code == 200
             assert len(resp.json()) == 3
             assert any(conn["password"] in x for x in lines if x.startswith("Client secret"))
+            # The banner says which shop each pixel belongs to and where the data lies (issue #15).
+            pixels = requests.get(f"{base_url}/shops/4343/pixels", headers=headers, timeout=10).json()
+            assert "Shops:          4242 (3 pixel(s)), 4343 (1 pixel(s))" in lines
+            assert f"{pixels[0]['id']}  shop 4343" in lines
+            assert sum(x.endswith("  shop 4242") for x in lines) == 3
+            data = next(x for x in lines if x.startswith("Data:"))
+            assert "10 events per pixel from 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z" in data
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
+
+
+# -- API variants (issue #12: every unknown of the reference is a knob) ----------------
+
+DOCUMENTED_EVENT_MEMBERS = {"id", "click_id", "external_event_id", "event_name", "event_time", "data"}
+DOCUMENTED_DATA_MEMBERS = {"number_of_items", "amount", "currency"}
+
+
+def test_events_carry_only_the_documented_members_by_default(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(events_per_pixel=50)
+    pixel = sb.pixel_ids()[1]
+    page = rows(get(sb, f"/pixels/{pixel}/events", params=window()))
+    assert len(page) == 50
+    for event in page:
+        assert set(event) == DOCUMENTED_EVENT_MEMBERS
+        assert set(event["data"]) == DOCUMENTED_DATA_MEMBERS
+        assert sb.pixel_of_event(event["id"]) == pixel
+    assert set(get(sb, f"/events/{page[0]['id']}").json()) == DOCUMENTED_EVENT_MEMBERS
+    assert list(sb.expected_events(pixel, OCT, NOV)) == page
+    with pytest.raises(ValueError, match="unknown event"):
+        sb.pixel_of_event(str(uuid.uuid4()))
+
+    sb.configure(event_fields="extended")
+    extended = rows(get(sb, f"/pixels/{pixel}/events", params=window()))
+    assert {e["pixel_id"] for e in extended} == {pixel}
+    assert [{k: v for k, v in e.items() if k != "pixel_id"} for e in extended] == page
+    assert get(sb, f"/events/{page[0]['id']}").json()["pixel_id"] == pixel
+    assert list(sb.expected_events(pixel, OCT, NOV)) == extended
+
+
+def test_click_fields(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(events_per_pixel=20)
+    click_id = rows(get(sb, events_path(sb), params=window()))[0]["click_id"]
+    extended = get(sb, f"/clicks/{click_id}").json()
+    assert extended["pixel_id"] == sb.pixel_ids()[0]
+    sb.configure(click_fields="candidates")
+    candidates = get(sb, f"/clicks/{click_id}").json()
+    assert set(candidates) == {"id", "shop_id", "clicked_at", "product_id", "offer_id"}
+    assert candidates == {k: v for k, v in extended.items() if k in candidates}
+
+
+def second(n: int) -> str:
+    return (OCT + timedelta(seconds=n)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("bounds", "first", "last"),
+    [
+        ("exclusive", 10, 19),  # [from, to)
+        ("inclusive", 10, 20),  # [from, to]
+        ("left_open", 11, 20),  # (from, to]
+    ],
+)
+def test_window_bounds_decide_the_events_at_the_edges(
+    prisjakt_sandbox_factory: Factory, bounds: str, first: int, last: int
+) -> None:
+    # One event at each whole second: events sit exactly on from and on to.
+    sb = prisjakt_sandbox_factory(
+        window_bounds=bounds, period_start=OCT, period_end=OCT + timedelta(seconds=100), events_per_pixel=100
+    )
+    pixel = sb.pixel_ids()[0]
+    params = {"from": second(10), "to": second(20)}
+    served = rows(get(sb, f"/pixels/{pixel}/events", params=params))
+    times = [datetime.fromisoformat(e["event_time"]) for e in served]
+    assert times == [OCT + timedelta(seconds=n) for n in range(last, first - 1, -1)]
+    assert served == list(sb.served_events(pixel, OCT + timedelta(seconds=10), OCT + timedelta(seconds=20)))
+    assert len(list(sb.expected_events(pixel, OCT + timedelta(seconds=10), OCT + timedelta(seconds=20)))) == 10
+    summary = get(sb, f"/pixels/{pixel}/purchase-summary", params=params).json()
+    assert sum(c["count"] for c in summary["currencies"]) == len(served)
+    point = get(sb, f"/pixels/{pixel}/events", params={"from": second(10), "to": second(10)})
+    if bounds == "inclusive":
+        assert [e["event_time"] for e in rows(point)] == [second(10).replace("+00:00", "Z")]
+    else:
+        assert_problem(point, 400, "Bad Request")
+
+
+def test_date_only_bounds_read_whole_days_through_the_to_day(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(window_bounds="date_only", events_per_pixel=31 * 24, page_size=1000)
+    pixel = sb.pixel_ids()[0]
+    oct2, oct4 = datetime(2026, 10, 2, tzinfo=UTC), datetime(2026, 10, 4, tzinfo=UTC)
+    # Only the dates count: 2 October 13:00 to 3 October 01:00 reads all of 2 and 3 October.
+    params = {"from": "2026-10-02T13:00:00Z", "to": "2026-10-03T01:00:00+00:00"}
+    served = rows(get(sb, f"/pixels/{pixel}/events", params=params))
+    assert [e["id"] for e in served] == [e["id"] for e in sb.expected_events(pixel, oct2, oct4)]
+    assert len(served) == 48
+    assert {e["event_time"][:10] for e in served} == {"2026-10-02", "2026-10-03"}
+    same_day = rows(get(sb, f"/pixels/{pixel}/events", params={"from": "2026-10-02", "to": "2026-10-02"}))
+    assert len(same_day) == 24
+    summary = get(sb, f"/pixels/{pixel}/purchase-summary", params=params).json()
+    assert summary["currencies"] == sb.expected_purchase_summary(pixel, oct2, oct4)["currencies"]
+    backwards = get(sb, f"/pixels/{pixel}/events", params={"from": "2026-10-03", "to": "2026-10-02T23:00:00Z"})
+    assert_problem(backwards, 400, "Bad Request")
+
+
+@pytest.mark.parametrize("style", ["epoch_seconds", "past", "garbage"])
+def test_reset_styles(prisjakt_sandbox_factory: Factory, style: str) -> None:
+    sb = prisjakt_sandbox_factory(rate_limit=2, rate_window=30, reset_style=style)
+    before = time.time()
+    resets = [get(sb, "/shops/4242/pixels").headers["X-RateLimit-Reset"] for _ in range(3)]
+    after = time.time()
+    assert [r.status for r in sb.requests] == [200, 200, 429]
+    if style == "epoch_seconds":
+        assert all(len(r) == 10 for r in resets)
+        assert all(before + 29 <= int(r) <= after + 31 for r in resets)
+    elif style == "past":
+        # Budget left: a future epoch in ms; budget spent (Remaining 0, and the 429): already past.
+        assert before * 1000 + 29_000 <= int(resets[0]) <= after * 1000 + 30_000
+        assert all(int(r) < before * 1000 for r in resets[1:])
+    else:
+        assert {r.strip().isdigit() for r in resets} == {False}
+
+
+@pytest.mark.parametrize(("form", "expected"), [("none", None), ("seconds", "30"), ("http_date", "date")])
+def test_retry_after_forms_on_a_spent_budget(
+    prisjakt_sandbox_factory: Factory, form: str, expected: str | None
+) -> None:
+    sb = prisjakt_sandbox_factory(rate_limit=1, rate_window=30, retry_after=form)
+    assert "Retry-After" not in get(sb, "/shops/4242/pixels").headers
+    limited = get(sb, "/shops/4242/pixels")
+    assert limited.status_code == 429
+    value = limited.headers.get("Retry-After")
+    if expected == "date":
+        assert value is not None
+        wait = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        assert 28 <= wait <= 31
+    else:
+        assert value == expected
+    assert SandboxConfig(retry_after=True).retry_after == "seconds"
+    assert SandboxConfig(retry_after=False).retry_after == "none"
+
+
+@pytest.mark.parametrize("form", ["seconds", "http_date"])
+def test_burst_429s_can_leave_the_budget_showing(prisjakt_sandbox_factory: Factory, form: str) -> None:
+    faults = FaultConfig(
+        burst_429_rate=1.0, burst_length=2, burst_reset_ms=2500, burst_budget="left", burst_retry_after=form
+    )
+    sb = prisjakt_sandbox_factory(rate_limit=5000, faults=faults)
+    answers = [get(sb, "/shops/4242/pixels") for _ in range(2)]
+    assert [a.status_code for a in answers] == [429, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["4999", "4998"]
+    assert all(3_590_000 <= int(a.headers["X-RateLimit-Reset"]) <= 3_600_000 for a in answers)
+    for answer in answers:
+        value = answer.headers["Retry-After"]
+        if form == "seconds":
+            assert value == "3"
+        else:
+            wait = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+            assert 1 <= wait <= 4
+
+
+def test_fail_next_429_options(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(retry_after="http_date")
+    sb.fail_next("429", reset_ms=250)  # inherits the spent-budget form: an HTTP-date
+    spent = get(sb, "/shops/4242/pixels")
+    assert (spent.headers["X-RateLimit-Remaining"], spent.headers["X-RateLimit-Reset"]) == ("0", "250")
+    parsedate_to_datetime(spent.headers["Retry-After"])
+    sb.fail_next("429", budget="left", retry_after="seconds", reset_ms=4000)
+    left = get(sb, "/shops/4242/pixels")
+    assert left.headers["X-RateLimit-Remaining"] == "9998"
+    assert left.headers["Retry-After"] == "4"
+    sb.fail_next("429", retry_after="none")
+    assert "Retry-After" not in get(sb, "/shops/4242/pixels").headers
+    with pytest.raises(ValueError, match="budget"):
+        sb.fail_next("429", budget="plenty")
+    with pytest.raises(ValueError, match="burst_retry_after"):
+        FaultConfig(burst_retry_after="tomorrow")  # type: ignore[arg-type]
+
+
+def test_rate_limit_headers_go_missing_on_a_seeded_share_of_responses(prisjakt_sandbox_factory: Factory) -> None:
+    def present(sb: PrisjaktSandbox) -> list[bool]:
+        return ["X-RateLimit-Remaining" in get(sb, "/shops/4242/pixels").headers for _ in range(40)]
+
+    first = present(prisjakt_sandbox_factory(rate_headers_missing_rate=0.5))
+    assert first == present(prisjakt_sandbox_factory(rate_headers_missing_rate=0.5))
+    assert 5 <= first.count(False) <= 35
+    assert present(prisjakt_sandbox_factory(rate_headers_missing_rate=0.5, seed=7)) != first
+    assert all(present(prisjakt_sandbox_factory()))
+    bare = prisjakt_sandbox_factory(rate_headers_missing_rate=1.0, rate_limit=1)
+    answers = [get(bare, "/shops/4242/pixels") for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    assert not any(name.startswith("X-RateLimit") for a in answers for name in a.headers)
+
+
+@pytest.mark.parametrize(
+    ("envelope", "member", "page", "empty"),
+    [
+        ("object", "data", lambda b: b["data"], {"data": [], "meta": {"count": 0}}),
+        ("null_when_empty", "events", lambda b: b["events"], {"events": None, "meta": {"count": 0}}),
+        ("nested", "data", lambda b: b["data"]["events"], {"data": {"events": []}, "meta": {"count": 0}}),
+    ],
+)
+def test_list_envelopes(
+    prisjakt_sandbox_factory: Factory, envelope: str, member: str, page: Callable[[Any], Any], empty: Any
+) -> None:
+    sb = prisjakt_sandbox_factory(envelope=envelope, envelope_member=member, events_per_pixel=150)
+    body = get(sb, events_path(sb), params=window()).json()
+    assert [e["id"] for e in page(body)] == [e["id"] for e in sb.expected_events(sb.pixel_ids()[0], OCT, NOV)][:100]
+    assert body["meta"] == {"count": 100}
+    september = window(datetime(2026, 9, 1, tzinfo=UTC), OCT)
+    assert get(sb, events_path(sb), params=september).json() == empty
+    pixels = get(sb, "/shops/4242/pixels").json()
+    listed = pixels[member]["pixels"] if envelope == "nested" else pixels[member]
+    assert [p["id"] for p in listed] == sb.pixel_ids(4242)
+
+
+def test_data_and_errors_envelope_and_the_errors_only_fault(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(envelope="data_and_errors", events_per_pixel=30)
+    body = get(sb, events_path(sb), params=window()).json()
+    assert len(body["data"]) == 30
+    assert body["errors"]
+    assert all(set(e) == {"code", "message"} for e in body["errors"])
+
+    plain = prisjakt_sandbox_factory(events_per_pixel=30)  # a bare-array server may still answer so
+    plain.fail_next("errors")
+    failed = get(plain, events_path(plain), params=window())
+    assert failed.status_code == 200
+    assert failed.headers["X-RateLimit-Remaining"] == "9999"
+    assert failed.json()["data"] is None
+    assert failed.json()["errors"][0]["message"]
+    plain.configure(envelope_member="events")
+    plain.fail_next("errors", status=502)
+    failed = get(plain, events_path(plain), params=window())
+    assert failed.status_code == 502
+    assert set(failed.json()) == {"events", "errors"}
+    assert [r.fault for r in plain.requests] == ["errors", "errors"]
+    assert len(get(plain, events_path(plain), params=window()).json()) == 30
+
+
+@pytest.mark.parametrize(
+    ("config", "entries"),
+    [
+        ({"summary_shape": "bare_list"}, lambda b: b),
+        ({"summary_shape": "wrapped_list"}, lambda b: b["summary"]),
+        ({"summary_shape": "wrapped_list", "summary_member": "purchases"}, lambda b: b["purchases"]),
+        ({"summary_count_member": "purchases", "summary_amount_member": "revenue"}, lambda b: b["currencies"]),
+        ({"summary_amount_member": "total"}, lambda b: b["currencies"]),
+        ({"summary_amount_member": "amount"}, lambda b: b["currencies"]),
+        ({"summary_amount_member": "sum"}, lambda b: b["currencies"]),
+    ],
+)
+def test_summary_shapes_carry_the_same_figures(
+    prisjakt_sandbox_factory: Factory, config: dict[str, str], entries: Callable[[Any], Any]
+) -> None:
+    sb = prisjakt_sandbox_factory(events_per_pixel=400, **config)
+    pixel = sb.pixel_ids()[0]
+    start, end = datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 10, 12, tzinfo=UTC)
+    body = get(sb, f"/pixels/{pixel}/purchase-summary", params=window(start, end)).json()
+    count = config.get("summary_count_member", "count")
+    amount = config.get("summary_amount_member", "total_amount")
+    got = [{"currency": e["currency"], "count": e[count], "total_amount": e[amount]} for e in entries(body)]
+    assert all(set(e) == {"currency", count, amount} for e in entries(body))
+    assert got == sb.expected_purchase_summary(pixel, start, end)["currencies"]
+    assert sum(e["count"] for e in got) == len(list(sb.expected_events(pixel, start, end)))
+    if isinstance(body, dict):
+        assert (body["from"], body["to"]) == ("2026-10-05T00:00:00Z", "2026-10-12T00:00:00Z")
+
+
+def test_summary_by_currency(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(
+        events_per_pixel=400,
+        summary_shape="by_currency",
+        summary_count_member="purchases",
+        summary_amount_member="revenue",
+    )
+    pixel = sb.pixel_ids()[0]
+    body = get(sb, f"/pixels/{pixel}/purchase-summary", params=window()).json()
+    expected = sb.expected_purchase_summary(pixel, OCT, NOV)["currencies"]
+    assert body == {e["currency"]: {"purchases": e["count"], "revenue": e["total_amount"]} for e in expected}
+    empty = window(datetime(2026, 9, 1, tzinfo=UTC), OCT)
+    assert get(sb, f"/pixels/{pixel}/purchase-summary", params=empty).json() == {}
+
+
+def test_link_syntax_variants(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(events_per_pixel=250, link_split=True, link_unquoted_rel=True, link_extra_params=True)
+    first = get(sb, events_path(sb), params=window())
+    fields = first.raw.headers.getlist("Link")
+    assert len(fields) == 3  # first, next, last: one header field each
+    assert [f.split(";")[0].startswith("<") and f.count("<") == 1 for f in fields] == [True] * 3
+    assert "rel=next;" in fields[1]
+    assert 'title="events, page 2"' in fields[1]
+    assert fields[1].index("title=") < fields[1].index("rel=") < fields[1].index("type=")
+    ids = [e["id"] for page in follow(sb, events_path(sb), window()) for e in rows(page)]
+    assert ids == [e["id"] for e in sb.expected_events(sb.pixel_ids()[0], OCT, NOV)]
+
+    combined = prisjakt_sandbox_factory(events_per_pixel=250, combined_rels=True, link_unquoted_rel=True)
+    second_page = requests.get(
+        get(combined, events_path(combined), params=window()).links["next"]["url"], headers=auth(combined), timeout=10
+    )
+    assert 'rel="next last"' in second_page.headers["Link"]  # a relation list must stay quoted
+    default = get(prisjakt_sandbox_factory(events_per_pixel=250), events_path(sb), params=window())
+    assert len(default.raw.headers.getlist("Link")) == 1
+
+
+def test_gzip_bodies_for_clients_that_accept_them(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(gzip=True, events_per_pixel=100)
+    zipped = get(sb, events_path(sb), params=window())  # requests sends Accept-Encoding: gzip, deflate
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert int(zipped.headers["Content-Length"]) < len(zipped.content)
+    assert rows(zipped) == list(sb.expected_events(sb.pixel_ids()[0], OCT, NOV))
+    errors = get(sb, "/shops/1/pixels")
+    assert errors.headers["Content-Encoding"] == "gzip"
+    assert_problem(errors, 404, "Shop not found")
+    for refusal in ("identity", "gzip;q=0, identity"):
+        plain = get(sb, events_path(sb), params=window(), headers={**auth(sb), "Accept-Encoding": refusal})
+        assert "Content-Encoding" not in plain.headers
+        assert rows(plain) == rows(zipped)
+    assert "Content-Encoding" not in get(prisjakt_sandbox_factory(), "/shops/4242/pixels").headers
+
+
+def test_latency_delays_every_response(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(latency_ms=150)
+    for path in ("/shops/4242/pixels", "/health"):
+        started = time.monotonic()
+        assert get(sb, path).status_code == 200
+        assert time.monotonic() - started >= 0.15
+
+
+def test_wait_for_requests_sees_a_request_its_client_still_waits_for(prisjakt_sandbox_factory: Factory) -> None:
+    sb = prisjakt_sandbox_factory(latency_ms=30_000)
+    assert not sb.wait_for_requests(1, timeout=0.01)
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(get(sb, "/health").status_code)
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    assert sb.wait_for_requests(1)  # recorded while the answer is still held back
+    assert outcome == []
+    sb.stop()  # ends the latency wait
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(outcome) == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"window_bounds": "sideways"},
+        {"envelope": "xml"},
+        {"summary_shape": "table"},
+        {"summary_amount_member": "value"},
+        {"reset_style": "minutes"},
+        {"retry_after": "later"},
+        {"event_fields": "all"},
+        {"rate_headers_missing_rate": 1.5},
+        {"latency_ms": -1},
+        {"envelope_member": ""},
+    ],
+)
+def test_bad_knob_values_are_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(fields))):
+        SandboxConfig(**fields)
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def test_cli_default_port_is_no_airflow_port() -> None:
+    from airflow_provider_prisjakt.testing.__main__ import DEFAULT_PORT, build_parser
+
+    assert build_parser().parse_args(["serve"]).port == DEFAULT_PORT
+    # api-server/webserver, worker and triggerer log servers, scheduler health check, statsd, flower
+    assert DEFAULT_PORT not in {8080, 8793, 8794, 8974, 8125, 5555}
+
+
+def test_cli_refuses_a_port_in_use_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "airflow_provider_prisjakt.testing", "serve", "--port", str(port)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert f"port {port}" in done.stderr
+    assert "in use" in done.stderr
+    assert "--port 0" in done.stderr

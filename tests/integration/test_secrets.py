@@ -53,7 +53,7 @@ def test_oauth_token_is_masked_and_never_logged(
 
     list(hook.iter_events(sandbox.pixel_ids()[0], START, END))
 
-    token = hook._token.value if hook._token else None
+    token = hook.auth.token
     assert token
     register_secret(token)
     assert token not in all_text(caplog, capsys)

@@ -36,8 +36,11 @@ EXTRA_NAMES = [
     "max_inline_wait",
     "rate_limit_reserve",
     "reset_header",
+    "window_bounds",
+    "budget_backend",
     "auth_type",
     "token_url",
+    "protocol",
 ]
 
 
@@ -153,8 +156,11 @@ def test_defaults_when_extra_is_empty() -> None:
         max_inline_wait=60.0,
         rate_limit_reserve=0,
         reset_header="auto",
+        window_bounds="half_open",
+        budget_backend=None,
         auth_type="headers",
         token_url=DEFAULT_TOKEN_URL,
+        protocol=None,
     )
 
 

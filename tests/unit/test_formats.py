@@ -18,12 +18,15 @@ import pytest
 
 from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, raw_json
 from airflow_provider_prisjakt.export.formats import (
+    Compression,
+    FileFormat,
     csv_value,
     file_digest,
     open_part_writer,
+    parse_file_options,
     part_extension,
     part_name,
-    validate_format,
+    typed_rows,
 )
 
 pa = pytest.importorskip("pyarrow")
@@ -262,9 +265,9 @@ def test_part_extension_and_name(file_format: str, compression: str | None, exte
         ("csv", "", "compression"),
     ],
 )
-def test_validate_format_names_the_bad_argument(file_format: str, compression: str | None, names: str) -> None:
+def test_parse_file_options_names_the_bad_argument(file_format: str, compression: str | None, names: str) -> None:
     with pytest.raises(ValueError, match=names) as raised:
-        validate_format(file_format, compression)
+        parse_file_options(file_format, compression)
 
     assert repr(file_format if names == "file_format" else compression) in str(raised.value)
 
@@ -295,3 +298,46 @@ def test_parquet_gathers_small_pages_into_large_row_groups(tmp_path: Path) -> No
     metadata = pq.ParquetFile(path).metadata
     assert metadata.num_rows == pages * 1000
     assert metadata.num_row_groups == 2  # one full row group and the rest, not one per page
+
+
+def test_file_options_are_read_once_into_enums() -> None:
+    assert parse_file_options("parquet", None) == (FileFormat.PARQUET, None)
+    assert parse_file_options("csv", "gzip") == (FileFormat.CSV, Compression.GZIP)
+    assert parse_file_options(FileFormat.JSONL, Compression.GZIP) == (FileFormat.JSONL, Compression.GZIP)
+
+
+def test_typed_rows_carry_the_pixel_they_were_read_for_whatever_the_record_says() -> None:
+    documented = {"id": "ev-7", "event_time": "2026-10-05T10:11:12Z", "data": {"amount": 5}}  # no pixel_id
+    named = {**documented, "id": "ev-8", "pixel_id": "px-other"}
+    pixel = EVENTS.column_names.index("pixel_id")
+
+    rows = typed_rows(EVENTS, [documented, named], EXTRACTED_AT, "px-1")
+
+    assert [row[pixel] for row in rows] == ["px-1", "px-1"]
+    assert [json.loads(row[EVENTS.column_names.index("raw")]) for row in rows] == [documented, named]
+    assert typed_rows(EVENTS, [documented], EXTRACTED_AT, None)[0][pixel] is None
+    assert typed_rows(PIXELS, [{"id": "px-1"}], EXTRACTED_AT, None)[0][0] == "px-1"
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_typed_formats_fill_the_pixel_column_from_the_scope(tmp_path: Path, file_format: str) -> None:
+    path = tmp_path / part_name(0, file_format, None)
+    writer = open_part_writer(file_format, str(path), EVENTS, EXTRACTED_AT)
+    writer.write([{"id": "ev-1", "data": {"amount": 1}}], "px-9")
+    writer.close()
+
+    if file_format == "csv":
+        [row] = list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+    else:
+        [row] = pq.read_table(path).to_pylist()
+    assert row["pixel_id"] == "px-9"
+    assert json.loads(row["raw"]) == {"id": "ev-1", "data": {"amount": 1}}  # the record stays as sent
+
+
+def test_jsonl_keeps_the_record_as_sent_without_the_scope(tmp_path: Path) -> None:
+    path = tmp_path / "part-00000.jsonl"
+    writer = open_part_writer("jsonl", str(path), EVENTS, EXTRACTED_AT)
+    writer.write([{"id": "ev-1"}], "px-9")
+    writer.close()
+
+    assert path.read_text() == '{"id":"ev-1"}\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime, timedelta
 
 import pendulum
@@ -90,6 +91,33 @@ def test_a_wrong_argument_fails_when_the_dag_is_parsed(kwargs: dict[str, object]
         operator(**kwargs)
 
 
+def test_file_parameters_belong_to_the_file_operators_only() -> None:
+    from airflow_provider_prisjakt.export.formats import Compression, FileFormat
+    from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
+
+    op = operator(file_format="csv", compression="gzip", max_rows_per_file=10)
+
+    assert (op.file_format, op.compression, op.max_rows_per_file) == (FileFormat.CSV, Compression.GZIP, 10)
+    assert not {"file_format", "compression", "max_rows_per_file"} & set(
+        inspect.signature(PrisjaktExportOperator.__init__).parameters
+    )
+    with pytest.raises(ValueError, match="max_rows_per_file"):
+        operator(max_rows_per_file=0)
+
+
+def test_a_parquet_export_without_pyarrow_fails_when_the_dag_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else find_spec(name, *a)
+    )
+
+    with pytest.raises(ImportError, match=r"airflow-provider-prisjakt\[parquet\]"):
+        operator(file_format="parquet")
+    operator(file_format="csv")
+
+
 def test_templated_fields_cover_every_name_and_time_a_user_would_template() -> None:
     fields = set(PrisjaktToS3Operator.template_fields)
 
@@ -107,7 +135,6 @@ def test_templated_fields_cover_every_name_and_time_a_user_would_template() -> N
 )
 def test_help_on_each_transfer_documents_every_parameter(operator_class: str) -> None:
     import importlib
-    import inspect
 
     from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator
 
@@ -115,6 +142,10 @@ def test_help_on_each_transfer_documents_every_parameter(operator_class: str) ->
     cls = getattr(importlib.import_module(f"airflow_provider_prisjakt.transfers.{module}"), name)
     own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
     shared = set(inspect.signature(PrisjaktExportOperator.__init__).parameters) - {"self", "kwargs"}
+    # and those of the bases in between (the file parameters of the object-store operators)
+    for base in cls.__mro__:
+        if issubclass(base, PrisjaktExportOperator) and "__init__" in vars(base):
+            shared |= set(inspect.signature(base.__init__).parameters) - {"self", "kwargs"}
 
     documented = {
         line.split(":param ", 1)[1].split(":", 1)[0] for line in cls.__doc__.splitlines() if ":param " in line

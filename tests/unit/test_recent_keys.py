@@ -1,4 +1,4 @@
-"""RecentKeys: the bounded de-duplication memory, checked against a plain reference model."""
+"""RecentKeys and PageMemory: the bounded de-duplication memories, checked against a plain reference model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_prisjakt.api.pagination import RecentKeys
+from airflow_provider_prisjakt.api.recent_keys import RecentKeys
+from airflow_provider_prisjakt.export.readers import PageMemory
 
 
 def reference_keep_new(seen: list[str], records: list[Any], key_field: str = "id") -> list[Any]:
@@ -128,4 +129,97 @@ def test_keep_new_equals_first_time_record_by_record(pages: list[list[Any]], cap
         ]
         assert fast.keep_new(list(page)) == one_by_one
         assert fast.snapshot() == slow.snapshot()
+        assert all((key in fast) == (key in slow) for key in "abcdefghijklmnop")
+
+
+# -- PageMemory: the readers' memory, sized in pages ---------------------------------------------------
+
+
+def page_of(start: int, size: int) -> list[dict[str, str]]:
+    return [{"id": str(n)} for n in range(start, start + size)]
+
+
+def read_pages(memory: PageMemory, pages: list[list[Any]]) -> list[list[Any]]:
+    """What a reader does: keep the new records of each page, then turn the page."""
+    kept = []
+    for page in pages:
+        kept.append(memory.keep_new(page))
+        memory.turn_page()
+    return kept
+
+
+@pytest.mark.parametrize("page_size", [10, 1000, 20_000])
+def test_the_last_two_pages_are_remembered_whatever_the_page_size(page_size: int) -> None:
+    memory = PageMemory()
+    read_pages(memory, [page_of(0, page_size), page_of(page_size, page_size), page_of(2 * page_size, page_size)])
+
+    assert all(str(n) in memory for n in range(page_size, 3 * page_size))
+    assert not any(str(n) in memory for n in range(page_size))
+
+
+@pytest.mark.parametrize("shift", [1, 500, 999, 1000, 1999])
+def test_a_page_shifted_by_up_to_two_pages_repeats_nothing(shift: int) -> None:
+    memory = PageMemory()
+    first, second = page_of(0, 1000), page_of(1000, 1000)
+    shifted = page_of(2000 - shift, 1000)
+
+    kept = read_pages(memory, [first, second, shifted])
+
+    assert kept[2] == [record for record in shifted if int(record["id"]) >= 2000]
+
+
+def test_a_record_repeated_page_after_page_is_never_emitted_again() -> None:
+    # Each page repeats all but one record of the page before: a record stays in view for ten pages.
+    pages = [page_of(start, 10) for start in range(30)]
+
+    kept = read_pages(PageMemory(), pages)
+
+    assert [record["id"] for page in kept for record in page] == [str(n) for n in range(39)]
+
+
+def test_click_keys_and_record_keys_share_the_pages() -> None:
+    memory = PageMemory()
+    assert memory.first_time("click:1") and not memory.first_time("click:1")
+    memory.turn_page()
+    memory.turn_page()
+    assert "click:1" in memory
+    memory.turn_page()
+    assert "click:1" not in memory
+
+
+def test_a_checkpoints_keys_count_as_the_page_before() -> None:
+    memory = PageMemory(initial=["a", "b"], snapshot_size=3)
+
+    assert memory.keep_new([{"id": "b"}, {"id": "c"}, {"id": 1}]) == [{"id": "c"}, {"id": 1}]
+    assert memory.snapshot() == ["b", "c", "1"]
+
+
+def test_pages_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="pages"):
+        PageMemory(pages=0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pages=_PAGES)
+def test_page_memory_matches_the_exact_model_while_it_remembers_every_page(pages: list[list[Any]]) -> None:
+    memory = PageMemory(pages=len(pages) + 1, snapshot_size=1_000)
+    seen: list[str] = []
+    for page in pages:
+        assert memory.keep_new(list(page)) == reference_keep_new(seen, page)
+        memory.turn_page()
+    assert memory.snapshot() == seen
+
+
+@settings(max_examples=400, deadline=None)
+@given(pages=_PAGES, remembered=st.integers(1, 3))
+def test_page_memory_keep_new_equals_first_time_record_by_record(pages: list[list[Any]], remembered: int) -> None:
+    fast, slow = PageMemory(remembered, snapshot_size=5), PageMemory(remembered, snapshot_size=5)
+    for page in pages:
+        one_by_one = [
+            record for record in page if slow.first_time(record.get("id") if isinstance(record, dict) else None)
+        ]
+        assert fast.keep_new(list(page)) == one_by_one
+        assert fast.snapshot() == slow.snapshot()
+        fast.turn_page()
+        slow.turn_page()
         assert all((key in fast) == (key in slow) for key in "abcdefghijklmnop")

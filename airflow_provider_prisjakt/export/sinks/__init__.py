@@ -31,8 +31,16 @@ class Sink(ABC):
         """Start part ``number``."""
 
     @abstractmethod
-    def write_rows(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append API records to the open part."""
+    def write_rows(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
+        """
+        Append records to the open part.
+
+        :param records: records as the reader yields them (API records, kept whole where the
+            destination keeps records whole).
+        :param scope: the target they were read for (the pixel), or ``None`` for shop-scoped
+            resources. Typed rows take the resource's scope column from it (see
+            :func:`~airflow_provider_prisjakt.export.formats.typed_rows`).
+        """
 
     @abstractmethod
     def close_part(self) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """
-Destinations of an export, as small sink objects.
+File destinations of an export: S3, GCS and a local folder.
 
-Every sink stages what a run writes and publishes it only in :meth:`Sink.commit`, so a failed run
-leaves the destination as it was and a re-run of the same window replaces the previous output.
-File-like destinations (S3, GCS, a local folder) share :class:`ObjectStoreSink`; each supplies five
-storage primitives. The SQL sink lives beside its operator.
+They share :class:`ObjectStoreSink`, which owns the file parameters (format, compression, rows per
+part) and the staging protocol; each store supplies five storage primitives. Every sink stages
+what a run writes and publishes it only in :meth:`Sink.commit`, so a failed run leaves the
+destination as it was and a re-run of the same window replaces the previous output.
 """
 
 from __future__ import annotations
@@ -16,21 +16,28 @@ import os
 import re
 import shutil
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_prisjakt.exceptions import PrisjaktError
 from airflow_provider_prisjakt.export.formats import PartFile, PartWriter, file_digest, open_part_writer, part_name
 from airflow_provider_prisjakt.export.sinks import Sink
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.google.cloud.hooks.gcs import GCSHook
+    from google.cloud.storage import Blob
+
     from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.export.formats import Compression, FileFormat
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
+DEFAULT_ROWS_PER_PART = 1_000_000
 PART_PATTERN = re.compile(r"^part-\d{5}\.(jsonl|csv)(\.gz)?$|^part-\d{5}\.parquet$")
 
 
@@ -45,10 +52,11 @@ class ObjectStoreSink(Sink):
 
     :param prefix: the folder-like prefix of the window's output.
     :param resource: the resource exported.
-    :param file_format: ``jsonl``, ``csv`` or ``parquet``.
-    :param compression: ``gzip`` or ``None``.
+    :param file_format: the format of the part files.
+    :param compression: their compression, or ``None``.
     :param extracted_at: the ``_extracted_at`` value of this run.
     :param spool_dir: a local folder for part files in progress.
+    :param rows_per_part: rows a part file holds before the next one starts.
     """
 
     def __init__(
@@ -56,15 +64,17 @@ class ObjectStoreSink(Sink):
         *,
         prefix: str,
         resource: Resource,
-        file_format: str,
-        compression: str | None,
+        file_format: FileFormat,
+        compression: Compression | None,
         extracted_at: datetime,
         spool_dir: str,
+        rows_per_part: int = DEFAULT_ROWS_PER_PART,
     ) -> None:
         self.prefix = prefix.strip("/")
         self.resource = resource
         self.file_format = file_format
         self.compression = compression
+        self.rows_per_part = rows_per_part
         self.extracted_at = extracted_at
         self.spool_dir = spool_dir
         self._writer: PartWriter | None = None
@@ -114,9 +124,9 @@ class ObjectStoreSink(Sink):
             raise RuntimeError("open_part must be called before writing")
         return self._writer
 
-    def write_rows(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def write_rows(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
         """Append records to the spool file."""
-        self._open_writer().write(records)
+        self._open_writer().write(records, scope)
 
     def close_part(self) -> dict[str, Any]:
         """Finish the spool file, upload it to the staging area and remove it locally."""
@@ -233,3 +243,124 @@ class LocalFolderSink(ObjectStoreSink):
     def describe(self) -> str:
         """Return ``file://<root>/<prefix>``."""
         return f"file://{os.path.abspath(self._path(self.prefix))}"
+
+
+S3_DELETE_BATCH = 1000
+
+
+class S3Sink(ObjectStoreSink):
+    """An :class:`ObjectStoreSink` on an S3 bucket through ``S3Hook``."""
+
+    def __init__(self, *, hook: S3Hook, bucket: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hook = hook
+        self.bucket = bucket
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        """Upload a part file (multipart for large files, by boto3's transfer manager)."""
+        self.hook.load_file(local_path, key, bucket_name=self.bucket, replace=True)
+
+    def upload_text(self, text: str, key: str) -> None:
+        """Write a small text object."""
+        self.hook.load_string(text, key, bucket_name=self.bucket, replace=True)
+
+    def copy_object(self, source_key: str, dest_key: str) -> None:
+        """Copy within the bucket, server side."""
+        self.hook.copy_object(source_key, dest_key, source_bucket_name=self.bucket, dest_bucket_name=self.bucket)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """List every key under a prefix."""
+        return list(self.hook.list_keys(bucket_name=self.bucket, prefix=prefix))
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete keys in batches of 1,000."""
+        pending = list(keys)
+        for offset in range(0, len(pending), S3_DELETE_BATCH):
+            self.hook.delete_objects(self.bucket, pending[offset : offset + S3_DELETE_BATCH])
+
+    def describe(self) -> str:
+        """Return ``s3://bucket/prefix``."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+# The google client retries one call for 120 s by default; an export should give up sooner.
+GCS_CALL_DEADLINE = 30.0
+# Each request's timeout, as google-cloud-storage's own default.
+GCS_REQUEST_TIMEOUT = 60
+
+
+class GCSSink(ObjectStoreSink):
+    """
+    An :class:`ObjectStoreSink` on a GCS bucket through ``GCSHook``.
+
+    :param hook: the GCS hook.
+    :param bucket: the bucket.
+    :param request_timeout: seconds each request may take. Retries of one call stop after
+        :data:`GCS_CALL_DEADLINE` seconds or three timeouts, whichever comes first.
+    """
+
+    def __init__(
+        self, *, hook: GCSHook, bucket: str, request_timeout: int = GCS_REQUEST_TIMEOUT, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hook = hook
+        self.bucket = bucket
+        self.request_timeout = request_timeout
+
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_deadline(min(GCS_CALL_DEADLINE, 3.0 * self.request_timeout))
+
+    def _upload(self, key: str, upload: Callable[[Blob], None]) -> None:
+        """Run one upload of ``key``; a failure names the object and keeps the client's reason."""
+        blob = self.hook.get_bucket(self.bucket).blob(key)
+        try:
+            upload(blob)
+        except Exception as err:
+            raise PrisjaktError(f"Uploading gs://{self.bucket}/{key} failed: {err}") from err
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        """Upload a part file (resumable upload for large files)."""
+        self._upload(
+            key,
+            lambda blob: blob.upload_from_filename(
+                local_path,
+                content_type="application/octet-stream",
+                timeout=self.request_timeout,
+                retry=self._retry(),
+            ),
+        )
+
+    def upload_text(self, text: str, key: str) -> None:
+        """Write a small text object."""
+        self._upload(
+            key,
+            lambda blob: blob.upload_from_string(
+                text, content_type="application/json", timeout=self.request_timeout, retry=self._retry()
+            ),
+        )
+
+    def copy_object(self, source_key: str, dest_key: str) -> None:
+        """Copy within the bucket, server side."""
+        bucket = self.hook.get_bucket(self.bucket)
+        bucket.copy_blob(bucket.blob(source_key), bucket, dest_key, timeout=self.request_timeout, retry=self._retry())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """List every object under a prefix."""
+        bucket = self.hook.get_bucket(self.bucket)
+        blobs = bucket.list_blobs(prefix=prefix, timeout=self.request_timeout, retry=self._retry())
+        return [blob.name for blob in blobs]
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete objects; missing ones are ignored."""
+        from google.api_core.exceptions import NotFound
+
+        bucket = self.hook.get_bucket(self.bucket)
+        for key in keys:
+            with contextlib.suppress(NotFound):
+                bucket.delete_blob(key, timeout=self.request_timeout, retry=self._retry())
+
+    def describe(self) -> str:
+        """Return ``gs://bucket/prefix``."""
+        return f"gs://{self.bucket}/{self.prefix}"

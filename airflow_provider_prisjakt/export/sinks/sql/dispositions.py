@@ -1,0 +1,201 @@
+"""
+How a window's staged rows reach the target table: one strategy per :class:`WriteDisposition`.
+
+Each strategy checks what it needs (a window, a key) and returns the statements that move staging
+into the target; the sink runs them in one transaction. Pure: statements are text and parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_prisjakt.api.resources import EXTRACTED_AT_COLUMN, ColumnKind
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.api.resources import Resource
+    from airflow_provider_prisjakt.export.sinks.sql.dialects import SqlDialect
+
+#: A statement and its parameters.
+Statement = tuple[str, Sequence[Any]]
+
+ROW_NUMBER_COLUMN = "_pj_rn"
+
+
+class WriteDisposition(StrEnum):
+    """What a load does with the rows already in the table."""
+
+    MERGE = "merge"
+    REPLACE_WINDOW = "replace_window"
+    APPEND = "append"
+
+
+def parse_write_disposition(value: Any) -> WriteDisposition:
+    """
+    Return the :class:`WriteDisposition` named ``value``.
+
+    :raises PrisjaktConfigError: listing the allowed values.
+    """
+    try:
+        return WriteDisposition(value)
+    except ValueError:
+        allowed = ", ".join(WriteDisposition)
+        raise PrisjaktConfigError(f"write_disposition must be one of {allowed}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Load:
+    """
+    One window's move from staging into the target, which every strategy builds its statements from.
+
+    :param dialect: the database's dialect.
+    :param resource: the resource exported.
+    :param target: the target table, quoted and qualified.
+    :param staging: the staging table, quoted and qualified.
+    :param has_key: whether the target has a primary key or unique index on the resource's key.
+    :param window: the exported window ``[start, end)``.
+    :param targets: the pixels (or shop) the rows were read for.
+    """
+
+    dialect: SqlDialect
+    resource: Resource
+    target: str
+    staging: str
+    has_key: bool
+    window: tuple[datetime, datetime]
+    targets: tuple[str, ...]
+
+    def insert(self, *, upsert: bool) -> Statement:
+        """Return ``INSERT INTO target SELECT … FROM staging``, one row per key, upserting if asked."""
+        q = self.dialect.quote
+        columns = self.resource.column_names
+        names = ", ".join(q(c) for c in columns)
+        key = ", ".join(q(c) for c in self.resource.primary_key)
+        # The export de-duplicates on ids, but only within a bounded memory; one row per key here.
+        select = (
+            f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (PARTITION BY {key} "
+            f"ORDER BY {q(EXTRACTED_AT_COLUMN)} DESC) AS {q(ROW_NUMBER_COLUMN)} FROM {self.staging}) "
+            f"{q('_pj_staged')} WHERE {q(ROW_NUMBER_COLUMN)} = 1"
+        )
+        statement = f"INSERT INTO {self.target} ({names}) {select}"
+        if upsert:
+            others = [c for c in columns if c not in self.resource.primary_key]
+            statement += self.dialect.upsert_clause(self.target, self.resource.primary_key, others)
+        return statement, ()
+
+
+class DispositionStrategy:
+    """What one write disposition checks and which statements it runs; each subclass is one disposition."""
+
+    disposition: ClassVar[WriteDisposition]
+
+    def check_resource(self, resource: Resource) -> None:
+        """Refuse a resource this disposition cannot load (before any request)."""
+
+    def check_target(self, resource: Resource, table_name: str, *, has_key: bool) -> None:
+        """Refuse a target table this disposition cannot load into (before any request)."""
+
+    def statements(self, load: Load) -> list[Statement]:
+        """Return the statements moving the staged rows into the target."""
+        raise NotImplementedError
+
+    def failure_hint(self, *, has_key: bool) -> str:
+        """Return what to do when the load failed, to append to the error (or ``""``)."""
+        return ""
+
+
+class Merge(DispositionStrategy):
+    """Upsert on the resource's primary key: a re-run updates its rows and adds none twice."""
+
+    disposition = WriteDisposition.MERGE
+
+    def check_target(self, resource: Resource, table_name: str, *, has_key: bool) -> None:
+        """Refuse a target without the key to upsert on."""
+        if not has_key:
+            raise PrisjaktConfigError(
+                f"write_disposition='merge' needs a primary key or unique index on "
+                f"({', '.join(resource.primary_key)}) in {table_name}; add one, or use "
+                f"write_disposition='replace_window' or 'append'"
+            )
+
+    def statements(self, load: Load) -> list[Statement]:
+        """One upsert from staging."""
+        return [load.insert(upsert=True)]
+
+
+class ReplaceWindow(DispositionStrategy):
+    """Delete the window's rows of the exported targets, then insert the window again."""
+
+    disposition = WriteDisposition.REPLACE_WINDOW
+
+    def check_resource(self, resource: Resource) -> None:
+        """Refuse a resource whose rows belong to no window."""
+        if resource.window_column is None:
+            raise PrisjaktConfigError(
+                f"write_disposition='replace_window' needs rows that belong to a time window, and "
+                f"resource={resource.name!r} has none; use write_disposition='merge'"
+            )
+
+    def statements(self, load: Load) -> list[Statement]:
+        """The window delete, then the insert (an upsert where a key exists, for rows of other windows)."""
+        return [*self.delete(load), load.insert(upsert=load.has_key)]
+
+    def delete(self, load: Load) -> list[Statement]:
+        """Return the ``DELETE`` of the window's rows of the exported targets (none without targets)."""
+        resource, q, ph = load.resource, load.dialect.quote, load.dialect.placeholder
+        window = q(resource.window_column or "")
+        low, high = self.bounds(load)
+        sql = f"DELETE FROM {load.target} WHERE {window} >= {ph} AND {window} < {ph}"
+        if resource.scope_column is None:
+            return [(sql, (low, high))]
+        if not load.targets:
+            return []  # nothing was read, so nothing of the table is replaced
+        marks = ", ".join([ph] * len(load.targets))
+        return [(f"{sql} AND {q(resource.scope_column)} IN ({marks})", (low, high, *load.targets))]
+
+    @staticmethod
+    def bounds(load: Load) -> tuple[Any, Any]:
+        """Return the window as driver values of the window column: ``[low, high)``."""
+        kind = next(c.kind for c in load.resource.all_columns if c.name == load.resource.window_column)
+        start, end = load.window
+        low: Any = start
+        high: Any = end
+        if kind is ColumnKind.DATE:
+            # A day belongs to the window when any part of it does (summaries of partial days).
+            low = start.date()
+            high = end.date() if end.timetz() == time(0, tzinfo=UTC) else end.date() + timedelta(days=1)
+        adapt = load.dialect.adapter(kind)
+        return adapt(low), adapt(high)
+
+
+class Append(DispositionStrategy):
+    """Insert every row, as a log of runs told apart by ``_extracted_at``."""
+
+    disposition = WriteDisposition.APPEND
+
+    def statements(self, load: Load) -> list[Statement]:
+        """One plain insert from staging."""
+        return [load.insert(upsert=False)]
+
+    def failure_hint(self, *, has_key: bool) -> str:
+        """A keyed table refuses repeated keys; merge is what updates them."""
+        if not has_key:
+            return ""
+        return (
+            "; append inserts every row again and the table has a primary key, so use "
+            "write_disposition='merge' to update rows a previous run wrote"
+        )
+
+
+STRATEGIES: dict[WriteDisposition, DispositionStrategy] = {
+    strategy.disposition: strategy for strategy in (Merge(), ReplaceWindow(), Append())
+}
+
+
+def strategy_for(disposition: WriteDisposition) -> DispositionStrategy:
+    """Return the strategy of a write disposition."""
+    return STRATEGIES[disposition]

@@ -1,0 +1,205 @@
+"""The pure parts of the SQL destination: identifiers, dialects, URIs and write-disposition statements."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import Connection
+
+from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, ColumnKind, Resource
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.export.sinks.sql.dialects import (
+    DIALECTS,
+    MySqlDialect,
+    PostgresDialect,
+    SqlDialect,
+    SqliteDialect,
+    check_identifier,
+    dialect_for,
+)
+from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
+    STRATEGIES,
+    Load,
+    ReplaceWindow,
+    WriteDisposition,
+    parse_write_disposition,
+    strategy_for,
+)
+from airflow_provider_prisjakt.export.sinks.sql.sink import staging_table_name
+
+START = datetime(2026, 10, 5, tzinfo=UTC)
+END = datetime(2026, 10, 12, tzinfo=UTC)
+
+
+def load(resource: Resource = EVENTS, dialect: SqlDialect | None = None, **changes: Any) -> Load:
+    """A load of the window [START, END) of two pixels into a keyed table."""
+    base = Load(
+        dialect=dialect or PostgresDialect(),
+        resource=resource,
+        target='"t"',
+        staging='"s"',
+        has_key=True,
+        window=(START, END),
+        targets=("p1", "p2"),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+# -- identifiers and staging ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["events", "_t1", "A" * 63])
+def test_plain_identifiers_are_accepted(name: str) -> None:
+    check_identifier(name, "table")
+
+
+@pytest.mark.parametrize("name", ["events; DROP TABLE x", "a.b", "1abc", "", "A" * 64, 'x"y', None, 7])
+def test_names_that_could_carry_sql_are_refused_naming_the_parameter(name: object) -> None:
+    with pytest.raises(PrisjaktConfigError, match=r"^schema must be a plain SQL identifier"):
+        check_identifier(name, "schema")
+
+
+def test_staging_tables_are_stable_per_window_distinct_across_windows_and_plain_identifiers() -> None:
+    first = staging_table_name("events", None, "events", (START, END))
+    later = staging_table_name("events", None, "events", (END, END.replace(day=19)))
+
+    assert first == staging_table_name("events", None, "events", (START, END))
+    assert first != later
+    assert first.startswith("_pj_stage_events_")
+    long_name = staging_table_name("t" * 63, "schema", "events", (START, END))
+    check_identifier(long_name, "staging")
+
+
+# -- dialects -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "dialect"),
+    [
+        ("postgres", PostgresDialect),
+        ("postgresql", PostgresDialect),
+        ("mysql", MySqlDialect),
+        ("MariaDB", MySqlDialect),
+        ("sqlite", SqliteDialect),
+    ],
+)
+def test_each_connection_type_finds_its_dialect(conn_type: str, dialect: type[SqlDialect]) -> None:
+    assert type(dialect_for(conn_type)) is dialect
+
+
+def test_a_hook_dialect_name_is_the_fallback_and_anything_else_is_refused() -> None:
+    assert type(dialect_for("google_cloud_sql", "postgresql")) is PostgresDialect
+    with pytest.raises(PrisjaktConfigError, match=r"postgres, mysql \(MariaDB\) and sqlite.*'mssql'"):
+        dialect_for("mssql", "mssql")
+
+
+@pytest.mark.parametrize("dialect", sorted(set(DIALECTS.values()), key=lambda d: d.__name__))
+def test_every_dialect_types_every_column_kind(dialect: type[SqlDialect]) -> None:
+    assert set(dialect.types) == set(ColumnKind)
+
+
+@pytest.mark.parametrize(
+    ("conn", "schema", "uri"),
+    [
+        (Connection(conn_id="c", conn_type="postgres", host="db", schema="dw"), None, "postgres://db:5432/dw.public.t"),
+        (
+            Connection(conn_id="c", conn_type="postgres", host="db", login="u", port=6543),
+            "s",
+            "postgres://db:6543/u.s.t",
+        ),
+        (Connection(conn_id="c", conn_type="mysql", host="db", schema="dw"), None, "mysql://db:3306/dw.t"),
+        (Connection(conn_id="c", conn_type="mysql", host="db", schema="dw"), "other", "mysql://db:3306/other.t"),
+        (Connection(conn_id="c", conn_type="sqlite", host="/tmp/w.db"), None, "sqlite:///tmp/w.db/main.t"),
+    ],
+)
+def test_each_dialect_names_the_table_as_a_uri_without_credentials(
+    conn: Connection, schema: str | None, uri: str
+) -> None:
+    conn.password = "never-in-a-uri"
+
+    assert dialect_for(conn.conn_type).table_uri(conn, schema, "t") == uri
+
+
+def test_values_are_adapted_to_what_each_driver_stores() -> None:
+    moment = datetime(2026, 10, 5, 12, 30, tzinfo=UTC)
+
+    assert MySqlDialect().adapter(ColumnKind.TIMESTAMP)(moment) == datetime(2026, 10, 5, 12, 30)
+    assert SqliteDialect().adapter(ColumnKind.TIMESTAMP)(moment) == "2026-10-05T12:30:00.000000+00:00"
+    assert PostgresDialect().adapter(ColumnKind.TIMESTAMP)(moment) is moment
+    assert SqliteDialect().adapter(ColumnKind.DATE)(None) is None
+
+
+def test_identifiers_are_quoted_with_their_quote_doubled() -> None:
+    assert PostgresDialect().qualified("s", 'a"b') == '"s"."a""b"'
+    assert MySqlDialect().qualified(None, "a`b") == "`a``b`"
+
+
+# -- write dispositions ---------------------------------------------------------------------------
+
+
+def test_every_write_disposition_has_one_strategy() -> None:
+    assert set(STRATEGIES) == set(WriteDisposition)
+    assert all(strategy_for(d).disposition is d for d in WriteDisposition)
+
+
+def test_write_dispositions_are_read_from_strings_once_and_unknown_ones_refused() -> None:
+    assert parse_write_disposition("replace_window") is WriteDisposition.REPLACE_WINDOW
+    with pytest.raises(PrisjaktConfigError, match=r"must be one of merge, replace_window, append, got 'upsert'"):
+        parse_write_disposition("upsert")
+
+
+def test_replace_window_deletes_the_window_of_the_exported_pixels_by_the_resource_columns() -> None:
+    (delete, parameters), insert = strategy_for(WriteDisposition.REPLACE_WINDOW).statements(load())
+
+    assert delete == 'DELETE FROM "t" WHERE "event_time" >= %s AND "event_time" < %s AND "pixel_id" IN (%s, %s)'
+    assert parameters == (START, END, "p1", "p2")
+    assert insert[0].startswith('INSERT INTO "t"') and "ON CONFLICT" in insert[0]
+
+
+def test_replace_window_widens_a_date_window_to_every_day_it_touches() -> None:
+    partial = (datetime(2026, 10, 5, 6, tzinfo=UTC), datetime(2026, 10, 7, 1, tzinfo=UTC))
+    (delete, parameters), _ = ReplaceWindow().statements(load(PURCHASE_SUMMARY, SqliteDialect(), window=partial))
+
+    assert '"day" >= ? AND "day" < ? AND "pixel_id" IN (?, ?)' in delete
+    assert parameters == ("2026-10-05", "2026-10-08", "p1", "p2")
+    assert ReplaceWindow.bounds(load(PURCHASE_SUMMARY)) == (date(2026, 10, 5), date(2026, 10, 12))
+
+
+def test_replace_window_of_a_resource_without_scope_deletes_the_whole_window() -> None:
+    unscoped = dataclasses.replace(EVENTS, scope_column=None)
+
+    (delete, parameters), _ = ReplaceWindow().statements(load(unscoped))
+
+    assert "IN (" not in delete
+    assert parameters == (START, END)
+
+
+def test_replace_window_with_no_targets_deletes_nothing() -> None:
+    statements = ReplaceWindow().statements(load(targets=()))
+
+    assert [sql.split()[0] for sql, _ in statements] == ["INSERT"]
+
+
+def test_replace_window_refuses_resources_without_a_window() -> None:
+    with pytest.raises(PrisjaktConfigError, match=r"resource='pixels' has none; use write_disposition='merge'"):
+        strategy_for(WriteDisposition.REPLACE_WINDOW).check_resource(PIXELS)
+
+
+def test_merge_upserts_and_needs_the_key_of_the_resource() -> None:
+    ((insert, _),) = strategy_for(WriteDisposition.MERGE).statements(load(dialect=MySqlDialect()))
+
+    assert "ON DUPLICATE KEY UPDATE" in insert
+    with pytest.raises(PrisjaktConfigError, match=r"primary key or unique index on \(pixel_id, day, currency\) in t"):
+        strategy_for(WriteDisposition.MERGE).check_target(PURCHASE_SUMMARY, "t", has_key=False)
+
+
+def test_append_inserts_without_upsert_and_explains_a_keyed_failure() -> None:
+    append = strategy_for(WriteDisposition.APPEND)
+    ((insert, _),) = append.statements(load())
+
+    assert "ON CONFLICT" not in insert
+    assert "write_disposition='merge'" in append.failure_hint(has_key=True)
+    assert append.failure_hint(has_key=False) == ""
