@@ -6,6 +6,11 @@ The API answers errors with an RFC 7807-style body (``title``, ``status``, ``det
 such a body, and :func:`api_error_from_response` turns a status and a body into the matching
 :class:`PrisjaktAPIError` subclass. Status, title, detail and request id are attributes, never only
 text inside the message.
+
+Errors that can never succeed however often they are tried (a configuration error, 400, 401, 403,
+404) subclass ``AirflowFailException``, so the task fails at once instead of waiting out its
+retries; 5xx, 408, 429 and transport errors stay retryable. :attr:`PrisjaktError.retryable` says
+which, as data.
 """
 
 from __future__ import annotations
@@ -14,21 +19,32 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_prisjakt.api.decoding import decode_json
 
 BODY_EXCERPT_CHARS = 200
+#: The one 4xx that may succeed when tried again: the server gave up waiting for the request.
+REQUEST_TIMEOUT_STATUS = 408
 
 
 class PrisjaktError(AirflowException):
-    """Base class of every error this provider raises."""
+    """
+    Base class of every error this provider raises.
+
+    :cvar retryable: whether Airflow's task retries may help; ``False`` exactly for the subclasses
+        that are also ``AirflowFailException`` (the task fails without retries).
+    """
+
+    retryable: ClassVar[bool] = True
 
 
-class PrisjaktConfigError(PrisjaktError, ValueError):
-    """A connection setting or operator argument is invalid; raised before any request is sent."""
+class PrisjaktConfigError(PrisjaktError, AirflowFailException, ValueError):
+    """A connection setting or operator argument is invalid; raised before any request is sent. Final."""
+
+    retryable = False
 
 
 class PrisjaktPaginationError(PrisjaktError):
@@ -166,20 +182,26 @@ def _rebuild_error(cls: type[PrisjaktAPIError], state: dict[str, Any]) -> Prisja
     return error
 
 
-class PrisjaktAuthError(PrisjaktAPIError):
-    """401 or 403: wrong credentials or a missing role. Never retried."""
+class PrisjaktAuthError(PrisjaktAPIError, AirflowFailException):
+    """401 or 403: wrong credentials or a missing role. Final: never retried."""
+
+    retryable = False
 
 
-class PrisjaktNotFoundError(PrisjaktAPIError):
-    """404: the pixel, shop, event or click does not exist for this client."""
+class PrisjaktNotFoundError(PrisjaktAPIError, AirflowFailException):
+    """404: the pixel, shop, event or click does not exist for this client. Final: never retried."""
+
+    retryable = False
 
 
-class PrisjaktValidationError(PrisjaktAPIError):
-    """400 (or 409/422): the API refused the request's parameters; see ``field_errors``."""
+class PrisjaktValidationError(PrisjaktAPIError, AirflowFailException):
+    """400 (or another 4xx, such as 409 or 422): the API refused the request's parameters; see ``field_errors``. Final."""
+
+    retryable = False
 
 
 class PrisjaktServerError(PrisjaktAPIError):
-    """5xx or an unreadable response, after the retries ran out."""
+    """5xx, 408 or an unreadable response, after the retries ran out. Retryable."""
 
 
 class PrisjaktRateLimitError(PrisjaktAPIError):
@@ -226,7 +248,7 @@ def error_class_for_status(status: int) -> type[PrisjaktAPIError]:
         return PrisjaktNotFoundError
     if status == 429:
         return PrisjaktRateLimitError
-    if status >= 500:
+    if status >= 500 or status == REQUEST_TIMEOUT_STATUS:
         return PrisjaktServerError
     if 400 <= status < 500:
         return PrisjaktValidationError
@@ -237,6 +259,22 @@ _STATUS_HINTS = {
     401: "Check the client id (login) and client secret (password) of the Prisjakt connection",
     403: "The client id lacks the role this call needs (reads need shop_user); ask Prisjakt to grant it",
 }
+# What to check when a 404 names a path below one of these collections.
+_NOT_FOUND_HINTS = {
+    "pixels": "Check pixel_id: PrisjaktHook.get_pixels(shop_id) lists the pixels of a shop this client id can read",
+    "shops": "Check shop_id: it is the shop's numeric id, and the client id must belong to that shop",
+}
+
+
+def _hint_for(status: int, path: str | None) -> str | None:
+    """Return what to check for an error status, from the status and, for a 404, the path."""
+    if status == 404 and path:
+        segments = path.strip("/").split("/")
+        # The first collection followed by an id names what was not found (/pixels/<id>/events: the pixel).
+        for collection, identifier in zip(segments, segments[1:], strict=False):
+            if collection in _NOT_FOUND_HINTS and identifier:
+                return _NOT_FOUND_HINTS[collection]
+    return _STATUS_HINTS.get(status)
 
 
 def api_error_from_response(
@@ -269,5 +307,5 @@ def api_error_from_response(
         problem.field_errors,
         method=method,
         path=path,
-        hint=_STATUS_HINTS.get(status),
+        hint=_hint_for(status, path),
     )

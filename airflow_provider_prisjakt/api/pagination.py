@@ -19,6 +19,8 @@ RECORD_KEYS = ("data", "items", "results", "records", "events", "pixels", "conte
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 ERRORS_EXCERPT_CHARS = 500
+# Members an envelope carries its errors in; never the records.
+ERROR_KEYS = ("errors", "error")
 
 
 class PaginationError(ValueError):
@@ -279,17 +281,15 @@ def describe_errors(errors: list[Any], limit: int = ERRORS_EXCERPT_CHARS) -> str
 
 
 def _errors_of(body: Mapping[str, Any]) -> list[Any]:
-    value = body.get("errors", body.get("error"))
-    if value is None or value == [] or value == {}:
-        return []
-    return value if isinstance(value, list) else [value]
+    value = next((body[key] for key in ERROR_KEYS if body.get(key)), None)  # empty errors are none
+    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 # A member that holds no list of records: a null list, or nothing that looks like one.
 _MISSING = object()
 
 
-def _find_list(body: Mapping[str, Any], records_key: str | None) -> Any:
+def _find_list(body: Mapping[str, Any], records_key: str | None, nested: bool = False) -> Any:
     """Return the list of records in one object, ``None`` for a null list, or ``_MISSING``."""
     if records_key is not None:
         value = body.get(records_key, _MISSING)
@@ -297,11 +297,11 @@ def _find_list(body: Mapping[str, Any], records_key: str | None) -> Any:
     for key in RECORD_KEYS:
         if isinstance(body.get(key), list):
             return body[key]
-    lists = [value for value in body.values() if isinstance(value, list)]
-    if len(lists) == 1:
-        return lists[0]
-    if lists:
-        names = ", ".join(sorted(str(key) for key, value in body.items() if isinstance(value, list)))
+    listed = {key: value for key, value in body.items() if isinstance(value, list) and key not in ERROR_KEYS}
+    if len(listed) == 1:
+        return next(iter(listed.values()))
+    if listed and not nested:  # a nested object with several lists is simply not the wrapper
+        names = ", ".join(sorted(str(key) for key in listed))
         raise UnexpectedBodyError(f"the response holds several lists and none is known to hold records ({names})")
     return None if any(key in body and body[key] is None for key in RECORD_KEYS) else _MISSING
 
@@ -325,11 +325,14 @@ def extract_page(body: Any, records_key: str | None = None) -> PageBody:
         raise UnexpectedBodyError(f"expected a JSON array or object, got {type(body).__name__}")
     errors = _errors_of(body)
     found = _find_list(body, records_key)
-    if found is _MISSING:
-        nested = [value for value in body.values() if isinstance(value, dict)]
-        candidates = [_find_list(value, records_key) for value in nested]
-        lists = [value for value in candidates if value is not _MISSING]
-        found = lists[0] if len(lists) == 1 else _MISSING
+    if found is _MISSING:  # one level down: {"data": {"events": [...]}}
+        inner = [
+            _find_list(value, records_key, nested=True)
+            for key, value in body.items()
+            if isinstance(value, dict) and key not in ERROR_KEYS
+        ]
+        lists = [value for value in inner if isinstance(value, list)]
+        found = lists[0] if len(lists) == 1 else None if not lists and None in inner else _MISSING
     if isinstance(found, list):
         return PageBody(found, errors)
     if errors:

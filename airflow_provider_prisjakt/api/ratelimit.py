@@ -47,6 +47,7 @@ _EPOCH_SECONDS_RANGE = (1e9, 1e10)  # ten digits: 2001 to 2286; epoch millisecon
 MAX_UNREADABLE_RESET_PROBES = 5
 #: How long the caller defers once those probes are used up.
 UNREADABLE_RESET_DEFER_SECONDS = 60.0
+MAX_WAIT_SECONDS = 86_400.0  # no header makes a request wait longer than a day
 
 
 class RateLimitHeaderError(ValueError):
@@ -252,8 +253,7 @@ class PacingDecision:
     The outcome of :func:`decide_before_request` and :func:`decide_after_429`.
 
     :param action: go, wait inline, or defer until ``resume_at``.
-    :param delay: seconds to sleep before sending (for ``GO`` a pacing delay, for ``WAIT`` the
-        wait, for ``DEFER`` the wait that was too long).
+    :param delay: seconds to wait before sending: a pacing delay (``GO``), or the wait itself.
     :param resume_at: when to send again, for ``WAIT`` and ``DEFER``.
     :param reason: why, in a few words, for the log line of the wait.
     :param hint: what the user should do, for the error when the caller fails instead of deferring;
@@ -278,7 +278,8 @@ def usable_budget(status: RateLimitStatus, reserve: int) -> int | None:
 def _wait_or_defer(
     wait: float, now: datetime, max_inline_wait: float, reason: str, resume_at: datetime | None = None, **kw: Any
 ) -> PacingDecision:
-    """Sleep ``wait`` inline when within ``max_inline_wait``, otherwise defer."""
+    """Sleep ``wait`` inline when within ``max_inline_wait``, otherwise defer (never beyond a day)."""
+    wait = min(wait, MAX_WAIT_SECONDS)
     action = Action.WAIT if wait <= max_inline_wait else Action.DEFER
     when = resume_at if resume_at is not None else now + timedelta(seconds=wait)
     return PacingDecision(action, delay=wait, resume_at=when, reason=reason, **kw)
@@ -366,10 +367,9 @@ def decide_after_429(
         f"set the connection extra reset_header to the API's form: {', '.join(RESET_HEADER_STYLES)}"
     )
     reason = f"429 with no readable reset ({probes} of {MAX_UNREADABLE_RESET_PROBES} requests into a spent budget)"
-    if probes >= MAX_UNREADABLE_RESET_PROBES:
-        wait = max(UNREADABLE_RESET_DEFER_SECONDS, retry_after or 0.0)
-        return PacingDecision(Action.DEFER, wait, now + timedelta(seconds=wait), reason, hint, probes)
-    if retry_after is None:
+    if probes >= MAX_UNREADABLE_RESET_PROBES:  # an inline limit of 0 makes the wait (>= 60 s) a DEFER
+        max_inline_wait, retry_after = 0.0, max(UNREADABLE_RESET_DEFER_SECONDS, retry_after or 0.0)
+    elif retry_after is None:
         retry_after = min(fallback_wait * 2 ** (probes - 1), max_inline_wait)
     return _wait_or_defer(retry_after, now, max_inline_wait, reason, hint=hint, probes=probes)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,10 +23,9 @@ from airflow_provider_prisjakt.api.ratelimit import (
     Action,
     PacingDecision,
     RateLimitStatus,
-    decide_after_429,
+    decide_after_429_response,
     decide_before_request,
     parse_rate_limit_headers,
-    parse_retry_after,
 )
 
 if TYPE_CHECKING:
@@ -142,26 +142,28 @@ class RequestBudget:
         if decision.action is Action.WAIT:
             self.backend.store(None)
         elif decision.action is Action.GO and decision.delay > self.max_inline_wait:
-            return PacingDecision(Action.GO, delay=self.max_inline_wait)
+            return replace(decision, delay=self.max_inline_wait)
         return decision
 
-    def after_429(self, headers: Mapping[str, str], waits: int = 1) -> PacingDecision:
+    def after_429(self, headers: Mapping[str, str], *, waits: int = 1, probes: int = 0) -> PacingDecision:
         """
-        Decide how to recover from a 429, once :meth:`observe` has read its headers.
+        Decide how to recover from a 429, from that response's own headers (never older ones).
 
-        :param headers: the 429's headers, for ``Retry-After``.
+        :param headers: the 429's headers.
         :param waits: how many 429s this request has met, this one included; beyond
             :data:`MAX_RATE_LIMIT_WAITS` the decision is ``DEFER`` whatever the wait.
+        :param probes: :attr:`~airflow_provider_prisjakt.api.ratelimit.PacingDecision.probes` of the
+            request's previous 429 decision (0 at first).
         """
-        now = self.clock()
-        decision = decide_after_429(
-            self.status,
-            parse_retry_after(headers.get("Retry-After"), now),
-            now,
+        decision = decide_after_429_response(
+            headers,
+            self.clock(),
+            reset_header=self.reset_header,
             max_inline_wait=self.max_inline_wait,
+            probes=probes,
         )
         if decision.action is Action.WAIT and waits > MAX_RATE_LIMIT_WAITS:
-            return PacingDecision(Action.DEFER, delay=decision.delay, resume_at=decision.resume_at)
+            return replace(decision, action=Action.DEFER)
         if decision.action is Action.WAIT:
             self.backend.store(None)
         return decision

@@ -99,6 +99,7 @@ class Call:
     failed_tries: int = 0
     redirects: int = 0
     rate_limit_waits: int = 0
+    rate_limit_probes: int = 0
     token_refreshed: bool = False
 
     @property
@@ -184,18 +185,6 @@ class RequestCycle:
             return path_or_url
         return f"{self.base_url}/{path_or_url.lstrip('/')}"
 
-    def call(
-        self,
-        method: str,
-        path_or_url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        expect_json: bool = True,
-    ) -> Call:
-        """Start a request to a path below the base URL, or to an absolute URL on its origin."""
-        return Call(method, self.url_for(path_or_url), params, json_body, expect_json)
-
     def before_sending(self, call: Call) -> Step:
         """
         Ask the budget whether the request may go; count it.
@@ -207,9 +196,7 @@ class RequestCycle:
         if decision.action is Action.DEFER:
             raise self.rate_limit_error(decision, call)
         self.stats.requests += 1
-        if decision.action is Action.WAIT:
-            return Step(delay=decision.delay, reason="rate-limit budget spent until the window resets", rate_limit=True)
-        return Step(delay=decision.delay, reason="pacing requests over the rate-limit window", rate_limit=True)
+        return Step(delay=decision.delay, reason=decision.reason or "pacing requests", rate_limit=True)
 
     def after_response(self, call: Call, received: Received) -> Step:
         """
@@ -273,15 +260,18 @@ class RequestCycle:
             remaining=status.remaining if status else None,
             method=call.method,
             path=call.path,
+            hint=decision.hint,
         )
 
     def _rate_limited(self, call: Call, received: Received) -> Step:
         self.stats.rate_limited += 1
         call.rate_limit_waits += 1
-        decision = self.budget.after_429(received.headers, call.rate_limit_waits)
+        decision = self.budget.after_429(received.headers, waits=call.rate_limit_waits, probes=call.rate_limit_probes)
+        call.rate_limit_probes = decision.probes
         if decision.action is not Action.WAIT:
             raise self.rate_limit_error(decision, call, received)
-        return Step(delay=decision.delay, reason="the API answered 429 Too Many Requests", rate_limit=True)
+        reason = decision.reason or "the API answered 429 Too Many Requests"
+        return Step(delay=decision.delay, reason=reason, rate_limit=True)
 
     def _retry(self, call: Call, failure: Failure, error: PrisjaktAPIError | None = None) -> Step:
         call.failed_tries += 1

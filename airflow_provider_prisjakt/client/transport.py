@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from airflow_provider_prisjakt import __version__
 from airflow_provider_prisjakt.client.auth import AsyncPrisjaktAuth
-from airflow_provider_prisjakt.client.cycle import Received, RequestCycle
+from airflow_provider_prisjakt.client.cycle import Call, Received, RequestCycle
 
 if TYPE_CHECKING:
     import aiohttp
@@ -109,7 +109,7 @@ class Transport:
         :param expect_json: whether a 2xx body must be JSON (an invalid one is retried as truncated).
         :raises PrisjaktAPIError: (a subclass) when the API refuses the request or retries run out.
         """
-        call = self.cycle.call(method, path_or_url, params=params, json_body=json_body, expect_json=expect_json)
+        call = Call(method, self.cycle.url_for(path_or_url), params, json_body, expect_json)
         while True:
             self._wait(self.cycle.before_sending(call))
             try:
@@ -181,7 +181,7 @@ class AsyncTransport:
         """
         import aiohttp
 
-        call = self.cycle.call(method, path_or_url, params=params)
+        call = Call(method, self.cycle.url_for(path_or_url), params)
         while True:
             await self._wait(self.cycle.before_sending(call))
             try:

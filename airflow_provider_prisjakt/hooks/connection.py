@@ -18,14 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_prisjakt.api.ratelimit import RESET_HEADER_STYLES
+from airflow_provider_prisjakt.api.windows import WINDOW_BOUNDS
 
 CONN_TYPE = "prisjakt"
 DEFAULT_CONN_ID = "prisjakt_default"
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 AUTH_TYPES = ("headers", "oauth2")
-#: How the server reads ``from``/``to``: ``[from, to)``, both ends included, or whole days.
-WINDOW_BOUNDS = ("half_open", "inclusive", "dates")
 #: Schemes a host without one may get.
 PROTOCOLS = ("https", "http")
 MASKED_VALUE = "***"
@@ -95,8 +94,8 @@ CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
         "X-RateLimit-Reset style",
         "string",
         "auto",
-        "How to read X-RateLimit-Reset: auto, duration (ms left) or epoch (ms).",
-        tuple(str(style) for style in RESET_HEADER_STYLES),
+        "How to read X-RateLimit-Reset: auto, duration (ms left), epoch (ms) or epoch_seconds.",
+        RESET_HEADER_STYLES,
     ),
     ExtraField(
         "window_bounds",

@@ -13,8 +13,14 @@ from urllib.parse import quote, urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_prisjakt.api.pagination import PaginationError, extract_records, next_page_url
-from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, split_window, to_utc
+from airflow_provider_prisjakt.api.pagination import PaginationError, describe_errors, extract_page, next_page_url
+from airflow_provider_prisjakt.api.windows import (
+    WindowError,
+    format_api_time,
+    request_chunks,
+    split_window,
+    to_utc,
+)
 from airflow_provider_prisjakt.client.auth import PrisjaktAuth
 from airflow_provider_prisjakt.client.budget import RequestBudget
 from airflow_provider_prisjakt.client.cycle import RequestCycle, RequestStats
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
     import requests
 
     from airflow_provider_prisjakt.api.ratelimit import RateLimitStatus
-    from airflow_provider_prisjakt.api.windows import TimeLike
+    from airflow_provider_prisjakt.api.windows import RequestChunk, TimeLike
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,15 @@ def path_segment(value: Any, name: str) -> str:
     if not text:
         raise PrisjaktConfigError(f"{name} must not be empty")
     return quote(text, safe="")
+
+
+@contextlib.contextmanager
+def window_errors_as_config_errors() -> Iterator[None]:
+    """Turn a window the user gave wrong into the configuration error a task fails with."""
+    try:
+        yield
+    except WindowError as err:
+        raise PrisjaktConfigError(str(err)) from None
 
 
 def client_path(client_id: str) -> str:
@@ -214,16 +229,20 @@ class PrisjaktHook(BaseHook):
                 query = {**query, settings.page_size_param: settings.page_size}
         seen: set[str] = set()
         number = 0
+        errors_logged = False
         while url is not None:
             reply = self.transport.send("GET", url, params=query)
             number += 1
             requested = reply.response.url
             seen.add(requested)
             try:
-                records = extract_records(reply.body, records_key)
+                records, errors = extract_page(reply.body, records_key)
                 next_url = next_page_url(reply.response.headers.get("Link"), requested, settings.base_url, seen)
             except PaginationError as err:
                 raise PrisjaktPaginationError(f"{err} (page {number} of {urlsplit(requested).path})") from None
+            if errors and not errors_logged:
+                self.log.warning("The API sent errors with the records of %s: %s", path, describe_errors(errors))
+                errors_logged = True
             yield Page(records=records, url=requested, next_url=next_url, number=number)
             # Let this page go before the next one is fetched. Held while the next is decoded, it
             # would double the live objects and push both into the collector's oldest generation.
@@ -261,10 +280,13 @@ class PrisjaktHook(BaseHook):
     @staticmethod
     def window_chunks(start: TimeLike, end: TimeLike) -> list[tuple[datetime, datetime]]:
         """Return ``[start, end)`` as API-sized windows (at most 60 days), newest first."""
-        try:
+        with window_errors_as_config_errors():
             return split_window(to_utc(start, "start"), to_utc(end, "end"))
-        except WindowError as err:
-            raise PrisjaktConfigError(str(err)) from None
+
+    def request_chunks(self, start: TimeLike, end: TimeLike) -> list[RequestChunk]:
+        """Return the requests that read ``[start, end)`` as the connection's ``window_bounds`` say, newest first."""
+        with window_errors_as_config_errors():
+            return request_chunks(to_utc(start, "start"), to_utc(end, "end"), self.settings.window_bounds)
 
     @staticmethod
     def window_params(start: datetime, end: datetime) -> dict[str, str]:
@@ -358,15 +380,9 @@ class PrisjaktAsyncHook(BaseHook):
 
     async def get_settings(self) -> ConnectionSettings:
         """Read the connection with Airflow's async-safe accessor and validate it."""
-        try:
-            from airflow.providers.common.compat.connection import get_async_connection
-        except ImportError:  # pragma: no cover - older common-compat
-            from asgiref.sync import sync_to_async
+        from airflow.providers.common.compat.connection import get_async_connection
 
-            conn = await sync_to_async(self.get_connection)(self.prisjakt_conn_id)
-        else:
-            conn = await get_async_connection(self.prisjakt_conn_id, self)
-        return connection_settings(conn, self.prisjakt_conn_id)
+        return connection_settings(await get_async_connection(self.prisjakt_conn_id, self), self.prisjakt_conn_id)
 
     async def get_rate_limit_status(self) -> RateLimitStatus | None:
         """

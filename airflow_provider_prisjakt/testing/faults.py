@@ -13,6 +13,7 @@ from airflow_provider_prisjakt.testing.config import (
     BurstBudget,
     BurstRetryAfter,
     FaultConfig,
+    RetryAfterForm,
     check_choice,
 )
 
@@ -25,7 +26,8 @@ class Fault:
     :param kind: One of :data:`~airflow_provider_prisjakt.testing.config.FAULT_KINDS`.
     :param options: Kind-specific options (``location`` for ``redirect``,
         ``seconds`` for ``stall``, ``reset_ms``, ``budget`` and ``retry_after`` for
-        ``429``, ``status`` for ``errors``).
+        ``429``, ``status`` for ``errors``, ``retry_after_s`` and ``retry_after`` for
+        the other answers).
     """
 
     kind: str
@@ -61,6 +63,8 @@ class FaultPlan:
         if kind == "429":
             check_choice("budget", options.get("budget", "spent"), BurstBudget)
             check_choice("retry_after", options.get("retry_after", "inherit"), BurstRetryAfter)
+        elif "retry_after" in options:
+            check_choice("retry_after", options["retry_after"], RetryAfterForm)
         with self._lock:
             self._queue.extend(Fault(kind, dict(options)) for _ in range(count))
 

@@ -387,6 +387,10 @@ class PrisjaktSandbox:
             :attr:`FaultConfig.burst_retry_after`), ``"redirect"`` (302 to option
             ``location``, required) or ``"errors"`` (an errors-only envelope
             ``{member: null, "errors": [...]}``; option ``status``, default 200).
+            Every kind but ``"429"``, ``"drop"`` and ``"stall"`` also takes
+            ``retry_after_s`` (a wait in seconds to announce in ``Retry-After``) and
+            ``retry_after`` (its form, ``"seconds"`` by default or ``"http_date"``),
+            e.g. ``fail_next("503", retry_after_s=3600)``.
         :param count: Number of requests.
         :param options: Kind-specific options.
         :raises ValueError: For an unknown kind or missing options.
@@ -596,6 +600,9 @@ class PrisjaktSandbox:
             return None
         if reply is not None:
             reply.headers.update(decision.headers(config.reset_style))
+            if "retry_after_s" in fault.options:
+                form = str(fault.options.get("retry_after", "seconds"))
+                reply.headers.update(retry_after_headers(form, float(fault.options["retry_after_s"]), time.time()))
             reply.client_id = client_id
         return reply
 

@@ -58,6 +58,19 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
     :param create_table: create the target table, with typed columns and a primary key on the
         resource's key, when it does not exist.
     :param batch_size: rows per bulk insert into the staging table.
+    :param resource: which data becomes rows: ``events`` (default), ``purchase_summary``,
+        ``clicks`` or ``pixels``. (templated)
+    :param pixel_id: the pixel whose rows are loaded. (templated)
+    :param shop_id: the shop whose pixels are all loaded when ``pixel_id`` is absent. (templated)
+    :param start: first instant of the window (inclusive); by default the data interval's. (templated)
+    :param end: instant after the window (exclusive); by default the data interval's. (templated)
+    :param lookback: how far before ``start`` late conversions are looked for. (templated)
+    :param prisjakt_conn_id: which Prisjakt connection reads the API. (templated)
+    :param deferrable: give the worker back while the rate-limit budget refills.
+
+    :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator` describes the
+    parameters from ``resource`` on in full. Part-file parameters (``file_format``, ``compression``,
+    ``max_rows_per_file``) mean nothing to a table and are refused.
     """
 
     template_fields: Sequence[str] = (*PrisjaktExportOperator.template_fields, "conn_id", "table", "schema")

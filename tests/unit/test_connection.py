@@ -20,6 +20,7 @@ from airflow_provider_prisjakt.hooks.connection import (
     ConnectionSettingsError,
     build_base_url,
     conn_fields,
+    connection_settings,
     extra_value,
     is_loopback,
     settings_from_connection,
@@ -258,7 +259,7 @@ def test_bad_numbers_are_refused_naming_the_field(name: str, value: Any) -> None
 
 @pytest.mark.parametrize(
     ("name", "value", "allowed"),
-    [("reset_header", "sometimes", "auto, duration, epoch"), ("auth_type", "basic", "headers, oauth2")],
+    [("reset_header", "sometimes", "auto, duration, epoch, epoch_seconds"), ("auth_type", "basic", "headers, oauth2")],
 )
 def test_bad_enum_values_are_refused_naming_the_field(name: str, value: str, allowed: str) -> None:
     with pytest.raises(ConnectionSettingsError, match=f"'{name}' must be one of {allowed}, got '{value}'"):
@@ -358,7 +359,7 @@ def test_conn_fields_declare_every_extra_with_label_type_and_default() -> None:
     assert declared["max_retries"]["schema"] == {"type": ["integer", "null"], "default": 5}
     assert declared["page_size"]["schema"] == {"type": ["integer", "null"]}
     assert declared["timeout"]["schema"]["type"] == ["number", "null"]
-    assert declared["reset_header"]["schema"]["enum"] == ["auto", "duration", "epoch", None]
+    assert declared["reset_header"]["schema"]["enum"] == ["auto", "duration", "epoch", "epoch_seconds", None]
     assert declared["auth_type"]["schema"]["enum"] == ["headers", "oauth2", None]
 
 
@@ -388,3 +389,39 @@ def test_provider_info_ui_field_behaviour_uses_kebab_case_keys() -> None:
     assert set(kebab) == {"hidden-fields", "relabeling", "placeholders"}
     assert kebab["hidden-fields"] == UI_FIELD_BEHAVIOUR["hidden_fields"]
     assert kebab["placeholders"] == UI_FIELD_BEHAVIOUR["placeholders"]
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+class _StoredConnection:
+    """Shaped like an Airflow connection: what ``connection_settings`` reads."""
+
+    def __init__(self, extra: dict[str, Any], password: str = SECRET) -> None:
+        self.host, self.schema, self.port, self.login = "https://api.pj.nu/click-conversion", None, None, "id"
+        self.password = password
+        self.extra_dejson = extra
+
+
+def test_the_secret_and_the_budget_backend_url_are_masked_and_kept_out_of_repr() -> None:
+    from airflow.providers.common.compat.sdk import redact
+
+    backend = register_secret("redis://:backend-pw-unit@redis.example:6379/0")
+
+    settings = connection_settings(_StoredConnection({"budget_backend": backend}), "prisjakt_default")
+
+    assert settings.budget_backend == backend
+    assert backend not in str(redact(f"backend {backend}")) and SECRET not in str(redact(f"secret {SECRET}"))
+    assert backend not in repr(settings) and SECRET not in repr(settings)
+
+
+def test_a_bad_connection_names_itself_and_the_field() -> None:
+    from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+
+    with pytest.raises(PrisjaktConfigError, match="Connection 'prisjakt_x': .*'window_bounds' must be one of"):
+        connection_settings(_StoredConnection({"window_bounds": "open"}), "prisjakt_x")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "half_open"), ("INCLUSIVE", "inclusive"), ("dates", "dates")])
+def test_window_bounds_default_to_half_open(value: str | None, expected: str) -> None:
+    assert _settings(extra={"window_bounds": value}).window_bounds == expected

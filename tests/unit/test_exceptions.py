@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from airflow.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowFailException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_prisjakt.exceptions import (
     BODY_EXCERPT_CHARS,
+    REQUEST_TIMEOUT_STATUS,
     PrisjaktAPIError,
     PrisjaktAuthError,
     PrisjaktConfigError,
@@ -50,7 +53,7 @@ VALIDATION = {
 
 
 @pytest.mark.parametrize("encode", [json.dumps, lambda data: json.dumps(data).encode()])
-def test_problem_body_gives_title_status_detail_and_request_id(encode) -> None:
+def test_problem_body_gives_title_status_detail_and_request_id(encode: Callable[[object], str | bytes]) -> None:
     assert parse_problem(encode(NOT_FOUND)) == ProblemDetails(
         title="Pixel not found",
         status=404,
@@ -298,4 +301,82 @@ def test_errors_survive_pickling_with_attributes(error: PrisjaktAPIError) -> Non
     for name in ("status", "title", "detail", "request_id", "field_errors", "method", "path", "hint"):
         assert getattr(clone, name) == getattr(error, name)
     if isinstance(error, PrisjaktRateLimitError):
+        assert isinstance(clone, PrisjaktRateLimitError)
         assert (clone.reset_at, clone.limit, clone.remaining) == (error.reset_at, 10_000, 0)
+
+
+# -- final and retryable errors (issue #12, item 8) --------------------------------------------------
+
+FINAL = [PrisjaktConfigError, PrisjaktAuthError, PrisjaktNotFoundError, PrisjaktValidationError]
+RETRYABLE = [PrisjaktError, PrisjaktAPIError, PrisjaktServerError, PrisjaktRateLimitError, PrisjaktPaginationError]
+
+
+@pytest.mark.parametrize("cls", FINAL)
+def test_errors_that_can_never_succeed_fail_the_task_without_retries(cls: type[PrisjaktError]) -> None:
+    assert issubclass(cls, AirflowFailException)
+    assert issubclass(cls, PrisjaktError)
+    assert cls.retryable is False
+
+
+@pytest.mark.parametrize("cls", RETRYABLE)
+def test_transient_errors_stay_retryable(cls: type[PrisjaktError]) -> None:
+    assert not issubclass(cls, AirflowFailException)
+    assert cls.retryable is True
+
+
+@pytest.mark.parametrize(
+    ("status", "final"),
+    [
+        (400, True),
+        (401, True),
+        (403, True),
+        (404, True),
+        (409, True),
+        (422, True),
+        (408, False),
+        (429, False),
+        (500, False),
+        (503, False),
+    ],
+)
+def test_a_status_is_final_exactly_when_it_can_never_succeed(status: int, final: bool) -> None:
+    error = api_error_from_response(status, None, reason="r")
+    assert isinstance(error, AirflowFailException) is final
+    assert error.retryable is not final
+
+
+def test_a_request_timeout_is_a_retryable_server_error() -> None:
+    assert error_class_for_status(REQUEST_TIMEOUT_STATUS) is PrisjaktServerError
+
+
+def test_final_errors_stay_final_through_pickling() -> None:
+    clone = pickle.loads(pickle.dumps(api_error_from_response(403, None, reason="Forbidden")))
+    assert isinstance(clone, PrisjaktAuthError)
+    assert isinstance(clone, AirflowFailException)
+    assert clone.retryable is False
+
+
+def test_a_config_error_is_final_and_still_a_value_error() -> None:
+    error = PrisjaktConfigError("window_bounds must be one of half_open, inclusive, dates")
+    assert isinstance(error, AirflowFailException)
+    assert isinstance(error, ValueError)
+
+
+@pytest.mark.parametrize(
+    "path", ["/click-conversion/pixels/5f1c/events", "/pixels/5f1c", "/click-conversion/pixels/5f1c/purchase-summary"]
+)
+def test_an_unknown_pixel_names_the_next_step(path: str) -> None:
+    error = api_error_from_response(404, json.dumps(NOT_FOUND), method="GET", path=path)
+    assert isinstance(error, PrisjaktNotFoundError)
+    assert "get_pixels" in str(error)
+    assert "pixel_id" in str(error)
+
+
+def test_an_unknown_shop_names_the_shop_id() -> None:
+    error = api_error_from_response(404, None, reason="Not Found", path="/click-conversion/shops/121213/pixels")
+    assert "shop_id" in str(error)
+
+
+def test_other_404s_carry_no_pixel_hint() -> None:
+    assert "get_pixels" not in str(api_error_from_response(404, None, reason="Not Found", path="/events/e-1"))
+    assert api_error_from_response(404, None, reason="Not Found").hint is None

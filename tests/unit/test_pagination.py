@@ -10,12 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_prisjakt.api.pagination import (
+    EnvelopeError,
     ForeignNextLinkError,
     Link,
     LinkHeaderError,
+    PageBody,
     PaginationError,
     RepeatedNextLinkError,
     UnexpectedBodyError,
+    describe_errors,
+    extract_page,
     extract_records,
     find_rel,
     next_page_url,
@@ -348,6 +352,114 @@ def test_object_without_a_list_is_an_error() -> None:
 def test_scalar_body_is_an_error(body: object) -> None:
     with pytest.raises(UnexpectedBodyError, match=type(body).__name__):
         extract_records(body)
+
+
+# -- envelopes (issue #12, item 7) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [{"events": None}, {"data": None}, {"data": None, "meta": {"count": 0}}])
+def test_a_null_list_is_an_empty_page(body: dict[str, object]) -> None:
+    assert extract_records(body) == []
+    assert extract_page(body) == PageBody([], [])
+
+
+def test_a_null_list_under_the_given_key_is_an_empty_page() -> None:
+    assert extract_records({"rows": None}, records_key="rows") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": None, "errors": [{"code": "upstream_error", "message": "Event store unavailable"}]},
+        {"errors": [{"code": "upstream_error", "message": "Event store unavailable"}]},
+        {"events": None, "error": {"message": "Event store unavailable"}},
+    ],
+)
+def test_errors_without_data_are_an_error_with_the_errors_in_the_message(body: dict[str, object]) -> None:
+    with pytest.raises(EnvelopeError, match="Event store unavailable") as caught:
+        extract_records(body)
+    assert isinstance(caught.value, PaginationError)
+    assert caught.value.errors == (body.get("errors") or [body["error"]])
+
+
+def test_data_with_errors_gives_both() -> None:
+    errors = [{"code": "partial_result", "message": "Some events could not be enriched"}]
+    page = extract_page({"data": [{"id": 1}], "meta": {"count": 1}, "errors": errors})
+    assert page == PageBody([{"id": 1}], errors)
+    records, returned = page
+    assert (records, returned) == ([{"id": 1}], errors)
+    assert extract_records({"data": [{"id": 1}], "errors": errors}) == [{"id": 1}]
+
+
+def test_an_empty_list_with_errors_is_an_empty_page_with_errors() -> None:
+    assert extract_page({"data": [], "errors": ["busy"]}) == PageBody([], ["busy"])
+
+
+def test_empty_errors_are_no_errors() -> None:
+    assert extract_page({"data": [1], "errors": []}) == PageBody([1], [])
+    assert extract_page({"data": [1], "errors": None}) == PageBody([1], [])
+
+
+@pytest.mark.parametrize("member", ["data", "payload", "result"])
+@pytest.mark.parametrize("inner", ["events", "pixels", "items"])
+def test_one_level_of_nesting_is_read(member: str, inner: str) -> None:
+    body = {member: {inner: [{"id": 1}]}, "meta": {"count": 1}}
+    assert extract_records(body) == [{"id": 1}]
+
+
+def test_a_nested_null_list_is_an_empty_page() -> None:
+    assert extract_records({"data": {"events": None}, "meta": {"count": 0}}) == []
+
+
+def test_nesting_under_the_given_key_is_read() -> None:
+    assert extract_records({"data": {"rows": [2]}}, records_key="rows") == [2]
+
+
+def test_two_nested_lists_are_ambiguous() -> None:
+    with pytest.raises(UnexpectedBodyError):
+        extract_records({"a": {"events": [1]}, "b": {"events": [2]}})
+
+
+def test_deeper_nesting_is_not_searched() -> None:
+    with pytest.raises(UnexpectedBodyError, match="could not find"):
+        extract_records({"data": {"inner": {"events": [1]}}})
+
+
+def test_a_nested_list_wins_over_a_nested_null() -> None:
+    assert extract_records({"data": {"events": [1]}, "meta": {"items": None}}) == [1]
+
+
+def test_a_nested_error_object_is_not_searched_for_records() -> None:
+    with pytest.raises(EnvelopeError, match="busy"):
+        extract_records({"data": None, "error": {"message": "busy", "items": [1]}})
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["data", "events", "errors", "error", "meta", "x"]), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ANY_JSON)
+def test_any_body_gives_a_page_or_a_pagination_error(body: object) -> None:
+    try:
+        page = extract_page(body)
+    except PaginationError:
+        return
+    assert isinstance(page.records, list)
+    assert isinstance(page.errors, list)
+
+
+def test_describe_errors_reads_messages_and_is_bounded() -> None:
+    assert describe_errors([{"code": "c", "message": "m"}, {"code": "only-code"}, "text", {"x": 1}]) == (
+        'm; only-code; text; {"x": 1}'
+    )
+    assert len(describe_errors(["x" * 1000])) == 500
 
 
 # -- properties ----------------------------------------------------------------------------------

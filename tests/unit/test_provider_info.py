@@ -137,6 +137,7 @@ def form_widgets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         wtforms = types.ModuleType("wtforms")
         wtforms.IntegerField = type("IntegerField", (_StandInField,), {})  # type: ignore[attr-defined]
         wtforms.StringField = type("StringField", (_StandInField,), {})  # type: ignore[attr-defined]
+        wtforms.PasswordField = type("PasswordField", (_StandInField,), {})  # type: ignore[attr-defined]
         validators = types.ModuleType("wtforms.validators")
         validators.NumberRange = type("NumberRange", (_StandInValidator,), {})  # type: ignore[attr-defined]
         validators.Optional = type("Optional", (_StandInValidator,), {})  # type: ignore[attr-defined]
@@ -165,7 +166,14 @@ def test_legacy_widgets_and_conn_fields_declare_the_same_fields(form_widgets: di
 def test_legacy_widgets_and_conn_fields_declare_the_same_kinds(form_widgets: dict[str, Any]) -> None:
     for name, field in _connection_type()["conn-fields"].items():
         kind = next(kind for kind in field["schema"]["type"] if kind != "null")
-        assert form_widgets[name].field_class.__name__ == WIDGET_CLASS_FOR_KIND[kind], name
+        expected = "PasswordField" if field["schema"].get("format") == "password" else WIDGET_CLASS_FOR_KIND[kind]
+        assert form_widgets[name].field_class.__name__ == expected, name
+
+
+def test_the_budget_backend_url_is_masked_in_both_forms(form_widgets: dict[str, Any]) -> None:
+    """A backend URL may carry a password (``redis://:secret@host``): both forms show it as one."""
+    assert _connection_type()["conn-fields"]["budget_backend"]["schema"]["format"] == "password"
+    assert form_widgets["budget_backend"].field_class.__name__ == "PasswordField"
 
 
 def test_legacy_widgets_carry_the_defaults_and_descriptions(form_widgets: dict[str, Any]) -> None:

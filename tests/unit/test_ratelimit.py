@@ -11,15 +11,22 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_prisjakt.api.ratelimit import (
+    MAX_UNREADABLE_RESET_PROBES,
+    RESET_HEADER_STYLES,
     RESET_MARGIN_SECONDS,
+    UNREADABLE_RESET_DEFER_SECONDS,
     Action,
+    PacingDecision,
     RateLimitHeaderError,
     RateLimitStatus,
+    ResetHeaderStyle,
     decide_after_429,
+    decide_after_429_response,
     decide_before_request,
     parse_rate_limit_headers,
     parse_reset,
     parse_retry_after,
+    reset_style,
     usable_budget,
 )
 
@@ -111,7 +118,7 @@ def test_garbage_values_give_none_fields(garbage: str) -> None:
     assert status == RateLimitStatus(limit=None, remaining=None, reset_at=None, observed_at=NOW)
 
 
-@pytest.mark.parametrize("style", ["auto", "duration", "epoch"])
+@pytest.mark.parametrize("style", ["auto", "duration", "epoch", "epoch_seconds"])
 def test_huge_reset_values_give_no_reset_instead_of_overflowing(style: str) -> None:
     status = parse_rate_limit_headers({"X-RateLimit-Reset": "9" * 40}, NOW, reset_header=style)
     assert status is not None
@@ -309,7 +316,7 @@ _HEADER_NAMES = st.sampled_from(
 @settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(_HEADER_NAMES | st.text(max_size=20), st.text(max_size=40), max_size=6),
-    st.sampled_from(["auto", "duration", "epoch"]),
+    st.sampled_from(RESET_HEADER_STYLES),
 )
 def test_arbitrary_header_values_never_raise(headers: dict[str, str], style: str) -> None:
     status = parse_rate_limit_headers(headers, NOW, reset_header=style)
@@ -318,6 +325,9 @@ def test_arbitrary_header_values_never_raise(headers: dict[str, str], style: str
         assert status.remaining is None or status.remaining >= 0
         decide_before_request(status, NOW)
         decide_after_429(status, None, NOW)
+    decision = decide_after_429_response(headers, NOW, reset_header=style, probes=2)
+    assert decision.delay >= 0
+    assert decision.action in (Action.WAIT, Action.DEFER)
     for value in headers.values():
         seconds = parse_retry_after(value, NOW)
         assert seconds is None or seconds > 0
@@ -329,7 +339,7 @@ def test_only_an_unknown_style_raises_and_only_rate_limit_header_error(style: st
     try:
         parse_reset(value, NOW, reset_header=style)
     except RateLimitHeaderError:
-        assert style not in ("auto", "duration", "epoch")
+        assert style not in RESET_HEADER_STYLES
 
 
 @settings(max_examples=200, deadline=None)
@@ -356,3 +366,177 @@ def test_decisions_are_consistent(limit: int, remaining: int, reset_in: float, r
         assert remaining <= reserve
         assert decision.resume_at == status.reset_at
         assert (decision.action is Action.WAIT) == (decision.delay <= 60)
+
+
+# -- reset styles (issue #12, item 2) --------------------------------------------------------------
+
+RESET_AT = NOW + timedelta(minutes=20)
+
+
+def test_reset_styles_are_an_enum_and_the_tuple_lists_its_values() -> None:
+    assert RESET_HEADER_STYLES == ("auto", "duration", "epoch", "epoch_seconds")
+    assert tuple(ResetHeaderStyle) == RESET_HEADER_STYLES
+    assert reset_style("epoch_seconds") is ResetHeaderStyle.EPOCH_SECONDS
+    with pytest.raises(RateLimitHeaderError, match="epoch_seconds"):
+        reset_style("EPOCH_SECONDS")
+
+
+def test_epoch_seconds_style_reads_epoch_seconds() -> None:
+    status = parse_rate_limit_headers(
+        {"X-RateLimit-Reset": str(int(RESET_AT.timestamp()))}, NOW, reset_header=ResetHeaderStyle.EPOCH_SECONDS
+    )
+    assert status is not None
+    assert status.reset_at == RESET_AT
+
+
+def test_epoch_seconds_keep_their_fraction() -> None:
+    assert parse_reset(f"{int(RESET_AT.timestamp())}.5", NOW, "epoch_seconds") == RESET_AT + timedelta(milliseconds=500)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (str(int(RESET_AT.timestamp())), RESET_AT),  # ten digits: epoch seconds, not January 1970
+        (str(int(RESET_AT.timestamp() * 1000)), RESET_AT),  # thirteen digits: epoch milliseconds
+        ("1200000", NOW + timedelta(minutes=20)),  # within one window: a duration in milliseconds
+        ("0", NOW),
+    ],
+)
+def test_auto_tells_epoch_seconds_from_epoch_milliseconds_and_durations(value: str, expected: datetime) -> None:
+    assert parse_reset(value, NOW, "auto") == expected
+
+
+def test_epoch_seconds_are_never_read_as_1970() -> None:
+    reset_at = parse_reset("1790000000", NOW)
+    assert reset_at is not None
+    assert reset_at.year == 2026
+
+
+def test_epoch_milliseconds_under_the_epoch_seconds_style_are_unreadable_not_a_far_future() -> None:
+    assert parse_reset(str(int(RESET_AT.timestamp() * 1000)), NOW, "epoch_seconds") is None
+
+
+# -- 429 decisions (issue #12, items 2 and 3) -----------------------------------------------------
+
+
+def test_a_429_with_budget_left_waits_retry_after_not_the_reset() -> None:
+    decision = decide_after_429(_status(remaining=4_000, reset_in=3000), retry_after=3, now=NOW)
+    assert (decision.action, decision.delay) == (Action.WAIT, 3)
+    assert decision.resume_at == NOW + timedelta(seconds=3)
+    assert decision.probes == 0
+
+
+def test_a_429_with_budget_left_and_no_retry_after_takes_a_short_backoff() -> None:
+    decision = decide_after_429(_status(remaining=4_000, reset_in=3000), None, NOW, max_inline_wait=10)
+    assert (decision.action, decision.delay) == (Action.WAIT, 1.0)
+
+
+def test_a_429_with_the_budget_spent_waits_for_the_reset() -> None:
+    decision = decide_after_429(_status(remaining=0, reset_in=3000), retry_after=3, now=NOW, max_inline_wait=60)
+    assert decision.action is Action.DEFER
+    assert decision.delay == pytest.approx(3000 + RESET_MARGIN_SECONDS)
+    assert decision.hint is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RateLimit-Remaining": "5000", "X-RateLimit-Reset": "3000000", "Retry-After": "2"},
+        {"x-ratelimit-remaining": "5000", "retry-after": format_datetime(NOW + timedelta(seconds=2), usegmt=True)},
+    ],
+)
+def test_a_burst_429_is_read_from_its_own_headers_in_either_retry_after_form(headers: dict[str, str]) -> None:
+    decision = decide_after_429_response(headers, NOW)
+    assert decision.action is Action.WAIT
+    assert decision.delay == pytest.approx(2)
+
+
+def test_the_response_decision_reads_only_the_429s_own_headers() -> None:
+    # An earlier response said plenty was left; this 429 says the budget is spent for 50 minutes.
+    spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3000000", "Retry-After": "2"}
+    decision = decide_after_429_response(spent, NOW, reset_header="duration", max_inline_wait=60)
+    assert decision.action is Action.DEFER
+    assert decision.resume_at == NOW + timedelta(seconds=3000 + RESET_MARGIN_SECONDS)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "nonsense"},
+        {"X-RateLimit-Remaining": "0"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int((NOW - timedelta(minutes=5)).timestamp() * 1000))},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1790000000"},  # epoch seconds read as ms: 1970
+        {},
+    ],
+)
+def test_an_unreadable_reset_backs_off_boundedly_then_defers_with_a_hint(headers: dict[str, str]) -> None:
+    # The loop a transport runs: send, and on each 429 act on the decision, carrying `probes` on.
+    sent, waits, probes = 0, [], 0
+    while True:
+        sent += 1  # every response is a 429 with a spent budget whose reset cannot be read
+        decision = decide_after_429_response(headers, NOW, reset_header="epoch", probes=probes)
+        probes = decision.probes
+        if decision.action is Action.DEFER:
+            break
+        waits.append(decision.delay)
+    assert sent == MAX_UNREADABLE_RESET_PROBES == 5
+    assert waits == [1, 2, 4, 8]
+    assert decision.delay == UNREADABLE_RESET_DEFER_SECONDS
+    assert decision.resume_at == NOW + timedelta(seconds=60)
+    assert decision.hint is not None
+    assert "reset_header" in decision.hint
+    assert "epoch_seconds" in decision.hint
+    assert "unreadable" in decision.reason or "no readable reset" in decision.reason
+
+
+def test_unreadable_reset_waits_never_exceed_max_inline_wait() -> None:
+    delays = [
+        decide_after_429(_status(remaining=0, reset_in=None), None, NOW, max_inline_wait=3, probes=n).delay
+        for n in range(MAX_UNREADABLE_RESET_PROBES - 1)
+    ]
+    assert delays == [1, 2, 3, 3]
+
+
+def test_unreadable_reset_honours_a_retry_after_and_still_counts_the_request() -> None:
+    decision = decide_after_429(_status(remaining=0, reset_in=-60), retry_after=5, now=NOW, probes=1)
+    assert (decision.action, decision.delay, decision.probes) == (Action.WAIT, 5, 2)
+
+
+def test_unreadable_reset_hint_quotes_the_header_value() -> None:
+    decision = decide_after_429_response({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "soon"}, NOW)
+    assert decision.hint is not None
+    assert "'soon'" in decision.hint
+
+
+def test_a_readable_reset_resets_the_probe_count() -> None:
+    decision = decide_after_429(_status(remaining=0, reset_in=10), None, NOW, probes=3)
+    assert (decision.action, decision.probes) == (Action.WAIT, 0)
+
+
+def test_decisions_keep_their_old_shape() -> None:
+    assert PacingDecision(Action.GO) == PacingDecision(Action.GO, 0.0, None, "", None, 0)
+    assert decide_before_request(_status(remaining=0, reset_in=30), NOW).reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.none(), st.integers(min_value=0, max_value=10_000)),
+    st.one_of(st.none(), st.floats(min_value=-3600, max_value=7200, allow_nan=False)),
+    st.one_of(st.none(), st.floats(min_value=0.5, max_value=7200, allow_nan=False)),
+    st.integers(min_value=0, max_value=MAX_UNREADABLE_RESET_PROBES - 1),
+)
+def test_429_decisions_are_bounded(
+    remaining: int | None, reset_in: float | None, retry_after: float | None, probes: int
+) -> None:
+    status = _status(remaining=remaining, reset_in=reset_in)
+    decision = decide_after_429(status, retry_after, NOW, max_inline_wait=60, probes=probes)
+    assert decision.resume_at is not None
+    assert decision.resume_at >= NOW
+    assert decision.probes <= MAX_UNREADABLE_RESET_PROBES
+    if decision.probes == MAX_UNREADABLE_RESET_PROBES:
+        assert (decision.action, decision.delay) == (Action.DEFER, max(60, retry_after or 0))
+    else:
+        assert (decision.action is Action.WAIT) == (decision.delay <= 60)
+    if remaining:
+        assert decision.probes == 0
+        assert decision.delay == (retry_after if retry_after is not None else 1.0)

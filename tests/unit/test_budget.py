@@ -1,0 +1,249 @@
+"""RequestBudget: headers in, pacing decisions out, on a fake clock; nothing sleeps."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from airflow_provider_prisjakt.api.ratelimit import MAX_UNREADABLE_RESET_PROBES, Action, RateLimitStatus
+from airflow_provider_prisjakt.client.budget import MAX_RATE_LIMIT_WAITS, InProcessBackend, RequestBudget
+from airflow_provider_prisjakt.hooks.connection import settings_from_connection
+
+NOW = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def headers(limit: int = 100, remaining: int = 100, reset_ms: int = 60_000, **extra: str) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(reset_ms),
+        **extra,
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def budget(clock: Clock, **kwargs: object) -> RequestBudget:
+    return RequestBudget(reset_header="duration", clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+# -- observing -------------------------------------------------------------------------------------
+
+
+def test_a_response_s_headers_become_the_status_at_the_clock_s_time(clock: Clock) -> None:
+    spent = budget(clock)
+
+    spent.observe(headers(limit=10, remaining=3, reset_ms=5_000))
+
+    assert spent.status == RateLimitStatus(10, 3, NOW + timedelta(seconds=5), NOW)
+
+
+def test_a_response_without_rate_limit_headers_keeps_the_last_status(clock: Clock) -> None:
+    known = budget(clock)
+    known.observe(headers(remaining=7))
+
+    assert known.observe({"Content-Type": "application/json"}) is None
+    assert known.status is not None and known.status.remaining == 7
+
+
+# -- before a request ------------------------------------------------------------------------------
+
+
+def test_without_a_status_or_with_budget_to_spare_requests_go_at_once(clock: Clock) -> None:
+    fresh = budget(clock)
+    assert fresh.before_request().action is Action.GO
+    fresh.observe(headers(remaining=90))
+    decision = fresh.before_request()
+    assert (decision.action, decision.delay) == (Action.GO, 0.0)
+
+
+def test_a_low_budget_is_spread_over_the_time_to_the_reset(clock: Clock) -> None:
+    low = budget(clock)
+    low.observe(headers(limit=100, remaining=4, reset_ms=50_000))
+
+    decision = low.before_request()
+
+    assert decision.action is Action.GO
+    assert decision.delay == pytest.approx(50 / 5)
+
+
+def test_a_pacing_delay_never_exceeds_max_inline_wait(clock: Clock) -> None:
+    low = budget(clock, max_inline_wait=2.0)
+    low.observe(headers(limit=100, remaining=1, reset_ms=600_000))
+
+    assert low.before_request().delay == 2.0
+
+
+def test_a_spent_budget_with_a_near_reset_waits_for_it_and_then_forgets_the_old_window(clock: Clock) -> None:
+    spent = budget(clock, max_inline_wait=10.0)
+    spent.observe(headers(remaining=0, reset_ms=3_000))
+
+    decision = spent.before_request()
+
+    assert decision.action is Action.WAIT
+    assert 3.0 <= decision.delay <= 3.5
+    assert spent.status is None
+    assert spent.before_request().action is Action.GO
+
+
+def test_a_spent_budget_with_a_far_reset_defers_and_keeps_the_status(clock: Clock) -> None:
+    spent = budget(clock, max_inline_wait=10.0)
+    spent.observe(headers(remaining=0, reset_ms=600_000))
+
+    decision = spent.before_request()
+
+    assert decision.action is Action.DEFER
+    assert decision.resume_at == NOW + timedelta(seconds=600)
+    assert spent.status is not None
+
+
+def test_the_reserve_is_left_unused(clock: Clock) -> None:
+    reserved = budget(clock, reserve=5, max_inline_wait=0.0)
+    reserved.observe(headers(remaining=5, reset_ms=60_000))
+
+    assert reserved.before_request().action is Action.DEFER
+
+
+def test_once_the_reset_has_passed_the_old_window_no_longer_holds_requests_back(clock: Clock) -> None:
+    spent = budget(clock, max_inline_wait=0.0)
+    spent.observe(headers(remaining=0, reset_ms=2_000))
+
+    clock.advance(3)
+
+    assert spent.before_request().action is Action.GO
+
+
+# -- after a 429 -----------------------------------------------------------------------------------
+
+
+def test_a_429_with_the_budget_spent_waits_for_the_reset_and_forgets_the_window(clock: Clock) -> None:
+    limited = budget(clock)
+    response = headers(remaining=0, reset_ms=2_000)
+    limited.observe(response)
+
+    decision = limited.after_429(response)
+
+    assert decision.action is Action.WAIT
+    assert 2.0 <= decision.delay <= 2.5
+    assert limited.status is None
+
+
+def test_a_429_with_budget_left_is_a_short_limit_waiting_only_for_retry_after(clock: Clock) -> None:
+    limited = budget(clock)
+    response = headers(remaining=4_000, reset_ms=3_000_000, **{"Retry-After": "3"})
+    limited.observe(response)
+
+    decision = limited.after_429(response)
+
+    assert (decision.action, decision.delay) == (Action.WAIT, 3.0)
+
+
+def test_a_429_with_a_far_reset_defers(clock: Clock) -> None:
+    limited = budget(clock, max_inline_wait=5.0)
+    response = headers(remaining=0, reset_ms=600_000)
+    limited.observe(response)
+
+    decision = limited.after_429(response)
+
+    assert decision.action is Action.DEFER
+    assert limited.status is not None  # kept, for the error's limit and remaining
+
+
+def test_too_many_429s_for_one_request_stop_waiting_inline(clock: Clock) -> None:
+    limited = budget(clock)
+    response = headers(remaining=0, reset_ms=1_000)
+
+    assert limited.after_429(response, waits=MAX_RATE_LIMIT_WAITS).action is Action.WAIT
+    assert limited.after_429(response, waits=MAX_RATE_LIMIT_WAITS + 1).action is Action.DEFER
+
+
+def test_429s_without_a_readable_reset_back_off_and_then_defer(clock: Clock) -> None:
+    limited = budget(clock, max_inline_wait=60.0)
+    response = {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "soon"}
+    probes, waits = 0, []
+
+    for _ in range(MAX_UNREADABLE_RESET_PROBES):
+        decision = limited.after_429(response, probes=probes)
+        probes = decision.probes
+        waits.append(decision.delay)
+
+    assert decision.action is Action.DEFER
+    assert decision.hint and "reset_header" in decision.hint
+    assert waits[:-1] == sorted(waits[:-1]) and len(set(waits[:-1])) > 1  # growing, bounded
+
+
+# -- where the status lives ------------------------------------------------------------------------
+
+
+class SharedBackend:
+    """Stands for a store shared by several processes: here, one object two budgets point at."""
+
+    def __init__(self) -> None:
+        self.stored: list[RateLimitStatus | None] = []
+
+    def load(self) -> RateLimitStatus | None:
+        return self.stored[-1] if self.stored else None
+
+    def store(self, status: RateLimitStatus | None) -> None:
+        self.stored.append(status)
+
+
+def test_budgets_on_one_backend_pace_on_each_other_s_responses(clock: Clock) -> None:
+    shared = SharedBackend()
+    first, second = budget(clock, backend=shared, max_inline_wait=0.0), budget(clock, backend=shared)
+
+    first.observe(headers(remaining=0, reset_ms=60_000))
+
+    assert second.status is not None and second.status.remaining == 0
+    assert first.before_request().action is Action.DEFER
+
+
+def test_the_default_backend_is_this_process_s_memory(clock: Clock) -> None:
+    assert isinstance(budget(clock).backend, InProcessBackend)
+
+
+def test_from_settings_takes_the_connection_s_pacing_extras(caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_from_connection(
+        host=None,
+        schema=None,
+        port=None,
+        login="id",
+        password="secret-for-the-budget-test",
+        extra={"rate_limit_reserve": 7, "max_inline_wait": 12, "reset_header": "epoch"},
+    )
+
+    built = RequestBudget.from_settings(settings)
+
+    assert (built.reserve, built.max_inline_wait, built.reset_header) == (7, 12.0, "epoch")
+    assert not caplog.records
+
+
+def test_a_budget_backend_that_is_not_built_yet_is_said_without_its_url(caplog: pytest.LogCaptureFixture) -> None:
+    backend_url = "redis://:backend-password@redis.example:6379/0"
+    settings = settings_from_connection(
+        host=None, schema=None, port=None, login="id", password="pw", extra={"budget_backend": backend_url}
+    )
+
+    with caplog.at_level(logging.WARNING):
+        RequestBudget.from_settings(settings)
+
+    assert "budget_backend is not supported yet" in caplog.text
+    assert "backend-password" not in caplog.text
