@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_prisjakt import __version__
+from airflow_provider_prisjakt.api.pagination import PaginationError, describe_errors, extract_page, next_page_url
 from airflow_provider_prisjakt.client.auth import AsyncPrisjaktAuth
 from airflow_provider_prisjakt.client.cycle import Call, Received, RequestCycle
+from airflow_provider_prisjakt.exceptions import PrisjaktPaginationError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -57,6 +60,24 @@ def open_session(auth: requests.auth.AuthBase) -> requests.Session:
     session.headers["Accept"] = "application/json, application/problem+json;q=0.9"
     session.auth = auth
     return session
+
+
+@dataclass(frozen=True)
+class Page:
+    """
+    One page of a list response.
+
+    :param records: the page's records, as the API sent them.
+    :param url: the URL the page was fetched from.
+    :param next_url: the ``rel="next"`` URL, or ``None`` on the last page. A checkpoint stores this
+        to resume without fetching the page again.
+    :param number: 1-based page number within this pagination.
+    """
+
+    records: list[dict[str, Any]]
+    url: str
+    next_url: str | None
+    number: int
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,43 @@ class Transport:
         delay = self.cycle.waiting(step)
         if delay:
             self.sleep(delay)
+
+    def pages(
+        self, path_or_url: str, params: Mapping[str, Any] | None = None, *, records_key: str | None = None
+    ) -> Iterator[Page]:
+        """
+        Yield the pages of a list, following ``rel="next"`` Link headers as given.
+
+        :param path_or_url: the first page: a path, or a next-page URL to resume from.
+        :param params: query parameters of the first page only; later pages use the next URL as is.
+        :param records_key: the member holding the list when the body is an object, if not guessable.
+        :raises PrisjaktPaginationError: on a foreign, repeated or malformed next link, or a body
+            holding no list.
+        """
+        url: str | None = path_or_url
+        seen: set[str] = set()
+        number = 0
+        errors_logged = False
+        while url is not None:
+            reply = self.send("GET", url, params=params)
+            number += 1
+            requested = reply.response.url
+            seen.add(requested)
+            try:
+                records, errors = extract_page(reply.body, records_key)
+                next_url = next_page_url(reply.response.headers.get("Link"), requested, self.cycle.base_url, seen)
+            except PaginationError as err:
+                raise PrisjaktPaginationError(f"{err} (page {number} of {urlsplit(requested).path})") from None
+            if errors and not errors_logged:
+                self.cycle.log.warning(
+                    "The API sent errors with %s: %s", urlsplit(requested).path, describe_errors(errors)
+                )
+                errors_logged = True
+            yield Page(records=records, url=requested, next_url=next_url, number=number)
+            # Let this page go before the next one is fetched. Held while the next is decoded, it
+            # would double the live objects and push both into the collector's oldest generation.
+            del reply, records
+            url, params = next_url, None
 
 
 class AsyncTransport:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_prisjakt.api.pagination import PaginationError, describe_errors, extract_page, next_page_url
 from airflow_provider_prisjakt.api.windows import (
     WindowError,
     format_api_time,
@@ -24,12 +22,11 @@ from airflow_provider_prisjakt.api.windows import (
 from airflow_provider_prisjakt.client.auth import PrisjaktAuth
 from airflow_provider_prisjakt.client.budget import RequestBudget
 from airflow_provider_prisjakt.client.cycle import RequestCycle, RequestStats
-from airflow_provider_prisjakt.client.transport import AsyncTransport, Transport, open_session, user_agent
+from airflow_provider_prisjakt.client.transport import AsyncTransport, Page, Transport, open_session, user_agent
 from airflow_provider_prisjakt.exceptions import (
     PrisjaktAuthError,
     PrisjaktConfigError,
     PrisjaktError,
-    PrisjaktPaginationError,
     PrisjaktRateLimitError,
 )
 from airflow_provider_prisjakt.hooks.connection import (
@@ -46,24 +43,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_prisjakt.api.ratelimit import RateLimitStatus
     from airflow_provider_prisjakt.api.windows import RequestChunk, TimeLike
-
-
-@dataclass(frozen=True)
-class Page:
-    """
-    One page of a list response.
-
-    :param records: the page's records, as the API sent them.
-    :param url: the URL the page was fetched from.
-    :param next_url: the ``rel="next"`` URL, or ``None`` on the last page. A checkpoint stores this
-        to resume without fetching the page again.
-    :param number: 1-based page number within this pagination.
-    """
-
-    records: list[dict[str, Any]]
-    url: str
-    next_url: str | None
-    number: int
 
 
 def path_segment(value: Any, name: str) -> str:
@@ -220,34 +199,12 @@ class PrisjaktHook(BaseHook):
         :param records_key: the member holding the list when the body is an object, if not guessable.
         :raises PrisjaktPaginationError: on a foreign, repeated or malformed next link.
         """
-        settings = self.settings
-        url: str | None = start_url or path
-        query: Mapping[str, Any] | None = None
-        if start_url is None:
-            query = dict(params or {})
-            if settings.page_size:
-                query = {**query, settings.page_size_param: settings.page_size}
-        seen: set[str] = set()
-        number = 0
-        errors_logged = False
-        while url is not None:
-            reply = self.transport.send("GET", url, params=query)
-            number += 1
-            requested = reply.response.url
-            seen.add(requested)
-            try:
-                records, errors = extract_page(reply.body, records_key)
-                next_url = next_page_url(reply.response.headers.get("Link"), requested, settings.base_url, seen)
-            except PaginationError as err:
-                raise PrisjaktPaginationError(f"{err} (page {number} of {urlsplit(requested).path})") from None
-            if errors and not errors_logged:
-                self.log.warning("The API sent errors with the records of %s: %s", path, describe_errors(errors))
-                errors_logged = True
-            yield Page(records=records, url=requested, next_url=next_url, number=number)
-            # Let this page go before the next one is fetched. Held while the next is decoded, it
-            # would double the live objects and push both into the collector's oldest generation.
-            del reply, records
-            url, query = next_url, None
+        if start_url is not None:
+            return self.transport.pages(start_url, records_key=records_key)
+        query = dict(params or {})
+        if self.settings.page_size:
+            query[self.settings.page_size_param] = self.settings.page_size
+        return self.transport.pages(path, query, records_key=records_key)
 
     def paginate(
         self, path: str, params: Mapping[str, Any] | None = None, *, records_key: str | None = None
