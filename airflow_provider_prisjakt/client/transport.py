@@ -121,7 +121,10 @@ class Transport:
         expect_json: bool = True,
     ) -> Reply:
         """
-        Send one request and decode its JSON body once; see :class:`RetryPolicy` for what is retried.
+        Send one request and decode its JSON body once.
+
+        Retries follow the cycle's :class:`~airflow_provider_prisjakt.client.retry.RetryPolicy`;
+        rate-limit waits, its :class:`~airflow_provider_prisjakt.client.budget.RequestBudget`.
 
         :param method: HTTP method.
         :param path_or_url: a path below the base URL, or an absolute URL on the same origin.

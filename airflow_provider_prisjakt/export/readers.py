@@ -45,6 +45,13 @@ def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime
     return windows
 
 
+def cursor_after(target: int, chunk: int, page: Page) -> Cursor:
+    """Return the cursor after ``page`` of a paged list: its next URL, or the next chunk's first page."""
+    if page.next_url:
+        return Cursor(target, chunk, page.next_url, 0)
+    return Cursor(target, chunk + 1, None, 0)
+
+
 class PageMemory:
     """
     The keys of the records of the last pages read, to drop records that shifting pages repeat.
@@ -112,7 +119,8 @@ class PageMemory:
             distinct = set(keys)
             if len(distinct) == len(keys) and all(distinct.isdisjoint(page) for page in self._pages):
                 self._pages[-1].update(distinct)
-                self._latest.extend(keys)
+                if self._latest.maxlen:
+                    self._latest.extend(keys)
                 return records
         first_time = self.first_time
         return [
@@ -216,13 +224,6 @@ class EventPagesReader(PixelReader):
                     self.memory.turn_page()
                     del page  # released before the next page is fetched; see PrisjaktHook.iter_pages
 
-    @staticmethod
-    def after(target: int, chunk: int, page: Page) -> Cursor:
-        """Return the cursor after ``page``: its next URL, or the next chunk's first page."""
-        if page.next_url:
-            return Cursor(target, chunk, page.next_url, 0)
-        return Cursor(target, chunk + 1, None, 0)
-
 
 class EventsReader(EventPagesReader):
     """Conversion events, page by page, each once."""
@@ -232,7 +233,7 @@ class EventsReader(EventPagesReader):
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         """Yield each event page's new records."""
         for target, chunk, page in self.pages(targets, cursor):
-            yield Batch(self.memory.keep_new(page.records), targets[target], self.after(target, chunk, page))
+            yield Batch(self.memory.keep_new(page.records), targets[target], cursor_after(target, chunk, page))
             del page
 
 
@@ -262,7 +263,7 @@ class ClicksReader(EventPagesReader):
                     except PrisjaktNotFoundError:
                         log.warning("Click %s of event %s is not found; skipped", click_id, event.get("id"))
                 yield Batch(clicks, pixel_id, Cursor(target, chunk, page.url, index + 1))
-            yield Batch([], pixel_id, self.after(target, chunk, page))
+            yield Batch([], pixel_id, cursor_after(target, chunk, page))
 
 
 class PurchaseSummaryReader(PixelReader):
@@ -315,7 +316,7 @@ class PixelsReader(Reader):
         if cursor.chunk > 0:
             return  # the last page is written
         for page in self.hook.iter_pages(self.hook.pixels_path(targets[0]), start_url=cursor.page_url):
-            yield Batch(self.memory.keep_new(page.records), None, EventPagesReader.after(0, 0, page))
+            yield Batch(self.memory.keep_new(page.records), None, cursor_after(0, 0, page))
             self.memory.turn_page()
             del page
 

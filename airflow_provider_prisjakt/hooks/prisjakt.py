@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_prisjakt.api.resources import UnreadableSummaryError, normalise_purchase_summary
 from airflow_provider_prisjakt.api.windows import (
     WindowError,
     format_api_time,
@@ -273,26 +274,26 @@ class PrisjaktHook(BaseHook):
         """
         Return the number and total value of purchases per currency in ``[start, end)``.
 
-        Windows longer than 60 days are requested in chunks and added up.
+        One shape whatever the server sends: ``{"from", "to", "currencies": [{"currency", "count",
+        "total_amount"}]}``. Windows longer than 60 days are requested in chunks and added up.
+
+        :raises PrisjaktError: when the server's summary cannot be read, naming the members it had.
         """
         chunks = self.window_chunks(start, end)
         path = self.purchase_summary_path(pixel_id)
-        summaries = [self.get_json(path, self.window_params(*chunk)) for chunk in chunks]
-        if len(summaries) == 1:
-            return summaries[0]
+        try:
+            parts = [normalise_purchase_summary(self.get_json(path, self.window_params(*c)), *c) for c in chunks]
+        except UnreadableSummaryError as err:
+            raise PrisjaktError(f"{err} (GET {path})") from None
+        if len(parts) == 1:
+            return parts[0]
         counts: Counter[str] = Counter()
         amounts: defaultdict[str, float] = defaultdict(float)
-        for entry in (entry for summary in summaries for entry in summary.get("currencies", [])):
-            counts[entry["currency"]] += entry.get("count", 0)
-            amounts[entry["currency"]] += float(entry.get("total_amount", 0))
-        return {
-            "from": format_api_time(chunks[-1][0]),  # chunks come newest first
-            "to": format_api_time(chunks[0][1]),
-            "currencies": [
-                {"currency": currency, "count": counts[currency], "total_amount": round(amounts[currency], 2)}
-                for currency in sorted(counts)
-            ],
-        }
+        for entry in (entry for part in parts for entry in part["currencies"]):
+            counts[entry["currency"]] += entry["count"] or 0
+            amounts[entry["currency"]] += entry["total_amount"] or 0
+        added_up = [{"currency": c, "count": counts[c], "total_amount": round(amounts[c], 2)} for c in counts]
+        return normalise_purchase_summary(added_up, chunks[-1][0], chunks[0][1])  # chunks come newest first
 
     def get_event(self, event_id: str) -> dict[str, Any]:
         """Return one conversion event."""

@@ -34,8 +34,10 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
     Wait until the Prisjakt client has at least ``min_remaining`` requests left in its window.
 
     Each poke spends exactly one cheap request (``GET /clients/{client_id}``). A poke never runs
-    before the reported reset time, since it could not succeed and would only spend budget. With
-    ``deferrable=True`` the wait happens in the triggerer and frees the worker slot.
+    before the reported reset time, since it could not succeed and would only spend budget: after a
+    poke that finds the budget spent, ``poke_interval`` stretches to the reset (within the timeout),
+    in poke and in reschedule mode. With ``deferrable=True`` the wait happens in the triggerer and
+    frees the worker slot.
 
     :param prisjakt_conn_id: the Prisjakt connection. (templated)
     :param min_remaining: the budget needed to succeed. (templated)
