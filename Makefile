@@ -61,3 +61,11 @@ SOAK_MINUTES ?= 10
 .PHONY: soak
 soak: $(STAMP)
 	$(BIN)/python soak/soak.py --minutes $(SOAK_MINUTES)
+
+## Try the package as a new user would: build the wheel from this clone, install it with its extras into a
+## throwaway venv under /tmp (Airflow $(AIRFLOW_VERSION), $(CONSTRAINTS)) and run the README's DAG with
+## `airflow dags test` against the sandbox, moto_server and a throwaway PostgreSQL database (PGHOST, PGPORT,
+## PGUSER, PGPASSWORD; default 127.0.0.1:5432, postgres); then clean up. A few minutes. Not part of `make test` or CI.
+.PHONY: try-as-new-user
+try-as-new-user:
+	PYTHON="$(PYTHON)" AIRFLOW_VERSION="$(AIRFLOW_VERSION)" CONSTRAINTS="$(CONSTRAINTS)" bash scripts/try-as-new-user.sh
