@@ -2,10 +2,13 @@
 Export every pixel's conversion events to S3 as Parquet, one mapped task per pixel.
 
 The shop's pixels are looked up at run time, and each pixel gets its own export task (dynamic
-task mapping). All exports share the Airflow pool ``prisjakt``, so one client id's budget of
-10,000 requests an hour is shared by a bounded number of tasks. The deferrable rate-limit sensor
-upstream waits, without holding a worker, until the budget has room; the exports themselves
-defer and resume from a checkpoint if the budget runs out mid-way.
+task mapping). All tasks write below one prefix per day, each into its own pixel's folder,
+``prisjakt/events/date=<day>/pixel_id=<id>/`` (Hive-style, so lake engines read ``date`` and
+``pixel_id`` as partition columns), and none touches another pixel's folder. All exports share
+the Airflow pool ``prisjakt``, so one client id's budget of 10,000 requests an hour is shared by
+a bounded number of tasks. The deferrable rate-limit sensor upstream waits, without holding a
+worker, until the budget has room; the exports themselves defer and resume from a checkpoint if
+the budget runs out mid-way.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ with DAG(
         task_id="events_to_s3",
         resource="events",
         s3_bucket="{{ params.bucket }}",
-        s3_key="prisjakt/events/pixel={{ task.pixel_id }}/date={{ data_interval_start | ds }}/",
+        s3_key="prisjakt/events/date={{ data_interval_start | ds }}/",
         file_format="parquet",
         aws_conn_id="aws_default",
         deferrable=True,

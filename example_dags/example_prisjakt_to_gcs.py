@@ -3,7 +3,9 @@ Export conversion events and purchase summaries to GCS as gzip JSON Lines, re-re
 
 Prisjakt attributes a purchase to a click up to 30 days after the click, so conversions for a day
 keep arriving for a month. Each run therefore re-exports its day plus a ``lookback`` of 30 days;
-because a re-run of a window replaces its files, the lake always holds the latest view.
+because a re-run of a window replaces its files, the lake always holds the latest view. Every pixel
+of the shop gets its own folder below the day's prefix, e.g.
+``prisjakt/events/date=<day>/pixel_id=<id>/part-00000.jsonl.gz`` with its ``_manifest.json``.
 """
 
 from __future__ import annotations

@@ -34,11 +34,12 @@ fail() {
   exit 1
 }
 
-# Runs `python -c CODE ARGS...` in the throwaway venv against database $1 (libpq settings from PG*).
+# Runs the SQL $2 on database $1 with the venv's psycopg2 (server and user from libpq's PG* variables),
+# printing any rows it returns.
 pg() {
   local dbname="$1" sql="$2"
   "$VENV/bin/python" -c '
-import os, sys
+import sys
 import psycopg2
 conn = psycopg2.connect(dbname=sys.argv[1], connect_timeout=5)
 conn.autocommit = True
@@ -84,6 +85,10 @@ wait_for_line() {
     sleep 0.2
   done
 }
+
+# Fail before the long install when PostgreSQL is not even listening.
+"$PYTHON" -c 'import os, socket; socket.create_connection((os.environ["PGHOST"], int(os.environ["PGPORT"])), 3).close()' 2>/dev/null ||
+  fail "nothing listens on $PGHOST:$PGPORT; the README's DAG needs PostgreSQL (set PGHOST, PGPORT, PGUSER, PGPASSWORD)"
 
 step "1/6 Copy the clone's files to $WORK/src and build the wheel"
 mkdir "$WORK/src"
@@ -165,8 +170,8 @@ if ! "$VENV/bin/airflow" dags test "$DAG_ID" "$LOGICAL_DATE" >"$WORK/dags-test.l
   tail -60 "$WORK/dags-test.log"
   fail "airflow dags test failed (the whole log: KEEP=1 keeps $WORK/dags-test.log)"
 fi
-grep -o 'DagRun Finished: dag_id=[^,]*\|state=[a-z]*, run_type\|data_interval_[a-z]*=[^,]*' "$WORK/dags-test.log" |
-  tr '\n' ' ' && echo
+grep 'DagRun Finished' "$WORK/dags-test.log" | grep -o 'dag_id=[^,]*\|, state=[a-z]*\|data_interval_[a-z]*=[^,]*' |
+  tr -d ',' | tr '\n' ' ' && echo
 
 step "6/6 Check what landed in PostgreSQL and S3"
 "$VENV/bin/python" - "$DATABASE" "$BUCKET" <<'PY'

@@ -2,10 +2,10 @@
 Credentials: ``client-id``/``client-secret`` headers, or an OAuth2 client-credentials bearer token.
 
 The sync side is :class:`PrisjaktAuth`, a ``requests`` auth that adds credentials only to requests
-for the configured API origin; the async side is :class:`AsyncPrisjaktAuth`. Both build their
-headers with :func:`credentials_for`, ask the token endpoint with :func:`token_request_form`, read
-its answer with :func:`parse_token_response` and keep the token in a :class:`TokenCache`. A token
-is masked in logs the moment it is read.
+for the configured API origin, on the session :func:`open_session` builds; the async side is
+:class:`AsyncPrisjaktAuth`. Both build their headers with :func:`credential_headers`, ask the token
+endpoint with :func:`token_request_form`, read its answer with :func:`parse_token_response` and
+keep the token in a :class:`TokenCache`. A token is masked in logs the moment it is read.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 import requests
 from airflow.providers.common.compat.sdk import mask_secret
+from requests.adapters import HTTPAdapter
 
+from airflow_provider_prisjakt import __version__
 from airflow_provider_prisjakt.api.decoding import decode_json
 from airflow_provider_prisjakt.api.pagination import same_origin
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktServerError, api_error_from_response
@@ -33,6 +35,27 @@ TOKEN_EXPIRY_MARGIN_SECONDS = 60.0
 #: The lifetime assumed when the token endpoint does not say (``expires_in`` absent).
 DEFAULT_TOKEN_LIFETIME_SECONDS = 3600.0
 OAUTH2 = "oauth2"
+
+
+def user_agent() -> str:
+    """Return the User-Agent naming this provider, Airflow and requests versions."""
+    try:
+        from airflow import __version__ as airflow_version
+    except ImportError:  # pragma: no cover
+        airflow_version = "unknown"
+    return f"airflow-provider-prisjakt/{__version__} apache-airflow/{airflow_version} python-requests/{requests.__version__}"
+
+
+def open_session(auth: requests.auth.AuthBase) -> requests.Session:
+    """Return a pooled session with the provider's User-Agent and ``auth``; it retries nothing itself."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = user_agent()
+    session.headers["Accept"] = "application/json, application/problem+json;q=0.9"
+    session.auth = auth
+    return session
 
 
 def credential_headers(settings: ConnectionSettings, bearer_token: str | None = None) -> dict[str, str]:

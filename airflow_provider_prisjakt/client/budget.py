@@ -4,8 +4,11 @@ The request budget: what the API last said about the client's rate limit, and th
 Every response's ``X-RateLimit-*`` headers are read into a
 :class:`~airflow_provider_prisjakt.api.ratelimit.RateLimitStatus`; before each request, and after a
 429, the budget asks the pure decisions of :mod:`airflow_provider_prisjakt.api.ratelimit` what to do.
-The budget only decides; the transport (sync or async) sleeps, so one budget serves both loops and
-tests inject a clock instead of waiting.
+This is the pacing half of a request's cycle: :meth:`RequestBudget.check_before_sending` and
+:meth:`RequestBudget.recover_from_429` return the wait, or raise
+:class:`~airflow_provider_prisjakt.exceptions.PrisjaktRateLimitError` when the wait is not the
+worker's to make. The budget only decides; the transport (sync or async) sleeps, so one budget
+serves both loops and tests inject a clock instead of waiting.
 
 Where the status is kept is a :class:`BudgetBackend`: this process's memory by default. A store
 shared by every task of a client id plugs in here.
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_prisjakt.api.ratelimit import (
+    MAX_UNREADABLE_RESET_PROBES,
+    UNREADABLE_RESET_DEFER_SECONDS,
     Action,
     PacingDecision,
     RateLimitStatus,
@@ -27,8 +33,10 @@ from airflow_provider_prisjakt.api.ratelimit import (
     decide_before_request,
     parse_rate_limit_headers,
 )
+from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError, api_error_from_response
 
 if TYPE_CHECKING:
+    from airflow_provider_prisjakt.client.retry import Call, Received
     from airflow_provider_prisjakt.hooks.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -36,11 +44,31 @@ log = logging.getLogger(__name__)
 #: 429s one request may wait through inline before it gives up: a server that keeps refusing
 #: after the reset it announced is not coming back soon.
 MAX_RATE_LIMIT_WAITS = 50
+#: The first wait between requests sent into a spent budget whose reset cannot be read; the waits
+#: double from here. A worker that may not wait this long defers at once instead of probing.
+FIRST_PROBE_WAIT_SECONDS = 1.0
 
 
 def utc_now() -> datetime:
     """Return the current time, timezone-aware UTC: the budget's default clock."""
     return datetime.now(UTC)
+
+
+@dataclass
+class RequestStats:
+    """Counters of one hook's traffic, for operator summaries and logs."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    waits: int = 0
+    seconds_waited: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the counters as a JSON-safe dict."""
+        data = asdict(self)
+        data["seconds_waited"] = round(self.seconds_waited, 3)
+        return data
 
 
 class BudgetBackend(Protocol):
@@ -149,21 +177,89 @@ class RequestBudget:
         """
         Decide how to recover from a 429, from that response's own headers (never older ones).
 
+        A reset that cannot be read is probed with growing waits (1 s, 2 s, 4 s …); a worker that
+        may not wait even the first of them (``max_inline_wait`` under
+        :data:`FIRST_PROBE_WAIT_SECONDS`, as a sensor's) defers at once, as after the last probe,
+        instead of sending its probes back to back.
+
         :param headers: the 429's headers.
         :param waits: how many 429s this request has met, this one included; beyond
             :data:`MAX_RATE_LIMIT_WAITS` the decision is ``DEFER`` whatever the wait.
         :param probes: :attr:`~airflow_provider_prisjakt.api.ratelimit.PacingDecision.probes` of the
             request's previous 429 decision (0 at first).
         """
+        now = self.clock()
         decision = decide_after_429_response(
             headers,
-            self.clock(),
+            now,
             reset_header=self.reset_header,
             max_inline_wait=self.max_inline_wait,
+            fallback_wait=FIRST_PROBE_WAIT_SECONDS,
             probes=probes,
         )
+        if decision.probes and decision.action is Action.WAIT and decision.delay < FIRST_PROBE_WAIT_SECONDS:
+            return replace(
+                decision,
+                action=Action.DEFER,
+                delay=UNREADABLE_RESET_DEFER_SECONDS,
+                resume_at=now + timedelta(seconds=UNREADABLE_RESET_DEFER_SECONDS),
+                probes=MAX_UNREADABLE_RESET_PROBES,
+            )
         if decision.action is Action.WAIT and waits > MAX_RATE_LIMIT_WAITS:
             return replace(decision, action=Action.DEFER)
         if decision.action is Action.WAIT:
             self.backend.store(None)
         return decision
+
+    def check_before_sending(self, call: Call) -> PacingDecision:
+        """
+        Return the pacing decision for ``call``'s next try: go, after :attr:`PacingDecision.delay` seconds.
+
+        :raises PrisjaktRateLimitError: when the budget is spent until a reset too far to wait for.
+        """
+        decision = self.before_request()
+        if decision.action is Action.DEFER:
+            raise self.rate_limit_error(decision, call)
+        return decision
+
+    def recover_from_429(self, call: Call, received: Received) -> PacingDecision:
+        """
+        Return the wait after ``call`` met a 429, judged by that 429's own headers; count it on the call.
+
+        :raises PrisjaktRateLimitError: when the wait is too long for the worker, or the reset cannot
+            be read and the probes are used up (the error's hint then names ``reset_header``).
+        """
+        call.rate_limit_waits += 1
+        decision = self.after_429(received.headers, waits=call.rate_limit_waits, probes=call.rate_limit_probes)
+        call.rate_limit_probes = decision.probes
+        if decision.action is not Action.WAIT:
+            raise self.rate_limit_error(decision, call, received)
+        return decision
+
+    def rate_limit_error(
+        self, decision: PacingDecision, call: Call, received: Received | None = None
+    ) -> PrisjaktRateLimitError:
+        """Build the error for a budget spent until ``decision.resume_at``, with the 429's details if any."""
+        status = self.status
+        problem = (
+            api_error_from_response(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                received.content,
+                reason=received.reason,
+                method=call.method,
+                path=call.path,
+            )
+            if received is not None
+            else None
+        )
+        return PrisjaktRateLimitError(
+            detail=(problem.detail if problem else None)
+            or "the request budget of this client id is spent until the window resets",
+            request_id=problem.request_id if problem else None,
+            reset_at=decision.resume_at,
+            limit=status.limit if status else None,
+            remaining=status.remaining if status else None,
+            method=call.method,
+            path=call.path,
+            hint=decision.hint,
+        )

@@ -1,10 +1,15 @@
 """
 The retry policy of every API request: which failures are retried, how long to wait, where the cap is.
 
-Pure: no I/O, no clock, no HTTP client. A loop describes what went wrong with one try as a
-:class:`Failure` and acts on the :class:`RetryDecision` that :meth:`RetryPolicy.decide` returns, the
-way it acts on :func:`~airflow_provider_prisjakt.api.ratelimit.decide_before_request`. The sync and
-the async transport share this one policy.
+:class:`RetryPolicy` is pure: no I/O, no clock, no HTTP client. A loop describes what went wrong
+with one try as a :class:`Failure` and acts on the :class:`RetryDecision` that
+:meth:`RetryPolicy.decide` returns, the way it acts on
+:func:`~airflow_provider_prisjakt.api.ratelimit.decide_before_request`.
+
+Around it, the vocabulary of a request's tries that both transport loops share: the :class:`Call`
+(one request and its tries so far), what a try :class:`Received`, and the :class:`Step` the loop
+takes next. :func:`retry_step` is the failure half of a request's cycle: it counts and logs the
+failed try, and raises the error the policy ends with.
 
 429s are not failures here: they are the request budget's business
 (:mod:`airflow_provider_prisjakt.client.budget`).
@@ -13,8 +18,16 @@ the async transport share this one policy.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from airflow_provider_prisjakt.exceptions import PrisjaktAPIError, PrisjaktServerError
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.client.budget import RequestStats
 
 #: The one client error worth another try: the server gave up waiting for the request.
 REQUEST_TIMEOUT_STATUS = 408
@@ -91,12 +104,15 @@ class RetryDecision:
     :param final: the failure can never succeed however often it is tried (a 400, 401, 403, 404):
         the task should fail without Airflow's own retries.
     :param reason: why, in a few words, for the log line or the error.
+    :param hint: what the user should know, added to the error when the loop gives up; ``None``
+        when the API's own error says it all.
     """
 
     action: RetryAction
     delay: float = 0.0
     final: bool = False
     reason: str = ""
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,5 +174,136 @@ class RetryPolicy:
                 RetryAction.GIVE_UP,
                 reason=f"{failure.description} asks to retry after {hint:.0f} s, longer than the "
                 f"{self.retry_after_limit:.0f} s a worker may wait",
+                hint=f"The API asked to retry after {hint:.0f} s, longer than the connection's max_inline_wait "
+                f"({self.retry_after_limit:.0f} s) lets a worker wait; the task's retries will try again",
             )
         return RetryDecision(RetryAction.RETRY, delay=max(self.backoff(tries), hint), reason=failure.description)
+
+
+# -- a request's tries, as both transport loops see them ----------------------------------------------
+
+
+class Log(Protocol):
+    """Where the cycle logs retries and waits: a logger, or a hook's ``log``."""
+
+    def info(self, msg: str, /, *args: Any) -> Any:
+        """Log a wait."""
+        ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Log a retry."""
+        ...
+
+
+@dataclass(frozen=True)
+class Received:
+    """
+    An answer to one try, whatever HTTP library fetched it.
+
+    :param status: the HTTP status.
+    :param headers: the response headers (a case-insensitive mapping).
+    :param content: the body.
+    :param reason: the reason phrase.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    reason: str | None = None
+
+
+@dataclass
+class Call:
+    """One API request as it goes through redirects, waits and retries."""
+
+    method: str
+    url: str
+    params: Mapping[str, Any] | None = None
+    json_body: Any = None
+    expect_json: bool = True
+    failed_tries: int = 0
+    redirects: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_probes: int = 0
+    token_refreshed: bool = False
+
+    @property
+    def path(self) -> str:
+        """The URL's path: what logs and errors name (never the query)."""
+        return urlsplit(self.url).path
+
+
+@dataclass(frozen=True)
+class Step:
+    """
+    What a loop does next: return the decoded body, or try again after ``delay`` seconds.
+
+    :param done: the request succeeded; ``body`` is its decoded JSON (``None`` if none was expected).
+    :param delay: seconds to wait before the next try.
+    :param reason: why the loop waits, for the log line of a rate-limit wait.
+    :param rate_limit: the wait is for the request budget, counted in ``waits`` and ``seconds_waited``.
+    """
+
+    done: bool = False
+    body: Any = None
+    delay: float = 0.0
+    reason: str = ""
+    rate_limit: bool = False
+
+
+def retry_step(
+    policy: RetryPolicy,
+    call: Call,
+    failure: Failure,
+    error: PrisjaktAPIError | None = None,
+    *,
+    stats: RequestStats,
+    log: Log,
+) -> Step:
+    """
+    Count and log a failed try of ``call``; return the wait before the next, or raise when the policy gives up.
+
+    :param policy: the retry policy.
+    :param call: the request; its ``failed_tries`` grows by one.
+    :param failure: what went wrong with this try.
+    :param error: the API's error for this try, raised (with the policy's hint, if any) when the
+        policy gives up; without one (no answer, an unreadable body) a :class:`PrisjaktServerError`
+        names the failure.
+    :param stats: the counters whose ``retries`` grows by one.
+    :param log: where the retry is logged.
+    :raises PrisjaktAPIError: (a subclass) when the failure is final or the tries or wait allowed are used up.
+    """
+    call.failed_tries += 1
+    decision = policy.decide(failure, call.failed_tries)
+    if decision.action is RetryAction.GIVE_UP:
+        raise give_up_error(decision, call, error)
+    stats.retries += 1
+    log.warning(
+        "%s %s failed with %s; retry %s of %s in %.1f s",
+        call.method,
+        call.path,
+        failure.description,
+        call.failed_tries,
+        policy.max_tries - 1,
+        decision.delay,
+    )
+    return Step(delay=decision.delay)
+
+
+def give_up_error(decision: RetryDecision, call: Call, error: PrisjaktAPIError | None) -> PrisjaktAPIError:
+    """Return the error a request ends with when the policy gives up: the API's own, with the policy's hint."""
+    if error is None:
+        return PrisjaktServerError(503, "Request failed", decision.reason, method=call.method, path=call.path)
+    if not decision.hint:
+        return error
+    # The message is built once, from the attributes: a hint is added by building the error again.
+    return type(error)(
+        error.status,
+        error.title,
+        error.detail,
+        error.request_id,
+        error.field_errors,
+        method=error.method,
+        path=error.path,
+        hint=f"{error.hint}. {decision.hint}" if error.hint else decision.hint,
+    )

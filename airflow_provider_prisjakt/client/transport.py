@@ -1,36 +1,54 @@
 """
 The one place requests go out: a sync loop (:class:`Transport`) and its async twin (:class:`AsyncTransport`).
 
-Each loop is a few lines: ask the :class:`~airflow_provider_prisjakt.client.cycle.RequestCycle`
-whether to wait, send, hand it what came back, wait if it says so. Every decision lives in the
-cycle, so both loops follow one retry policy and one request budget.
+Each loop is a few lines: ask the :class:`RequestCycle` whether to wait, send, hand it what came
+back, wait if it says so. The cycle judges each answer (done, redirect, token refresh, 429, failure)
+and asks the request budget (:mod:`~airflow_provider_prisjakt.client.budget`, pacing and 429s) and
+the retry policy (:mod:`~airflow_provider_prisjakt.client.retry`, failures) how long to wait. It
+neither sends nor sleeps, so both loops follow one policy and every decision is testable without a
+server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from airflow_provider_prisjakt import __version__
-from airflow_provider_prisjakt.api.pagination import PaginationError, describe_errors, extract_page, next_page_url
-from airflow_provider_prisjakt.client.auth import AsyncPrisjaktAuth
-from airflow_provider_prisjakt.client.cycle import Call, Received, RequestCycle
-from airflow_provider_prisjakt.exceptions import PrisjaktPaginationError
+from airflow_provider_prisjakt.api.decoding import decode_json
+from airflow_provider_prisjakt.api.pagination import (
+    PaginationError,
+    describe_errors,
+    extract_page,
+    next_page_url,
+    same_origin,
+)
+from airflow_provider_prisjakt.api.ratelimit import parse_retry_after
+from airflow_provider_prisjakt.client.auth import AsyncPrisjaktAuth, user_agent
+from airflow_provider_prisjakt.client.budget import RequestStats
+from airflow_provider_prisjakt.client.retry import Call, Failure, Log, Received, RetryPolicy, Step, retry_step
+from airflow_provider_prisjakt.exceptions import PrisjaktPaginationError, api_error_from_response
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from airflow_provider_prisjakt.client.auth import Credentials
     from airflow_provider_prisjakt.client.budget import RequestBudget
-    from airflow_provider_prisjakt.client.cycle import Log, Step
+    from airflow_provider_prisjakt.exceptions import PrisjaktAPIError
     from airflow_provider_prisjakt.hooks.connection import ConnectionSettings
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+module_log = logging.getLogger(__name__)
 
 #: ``requests`` errors that mean "no (complete) answer": worth another try.
 TRANSIENT_EXCEPTIONS = (
@@ -41,25 +59,134 @@ TRANSIENT_EXCEPTIONS = (
 )
 
 
-def user_agent() -> str:
-    """Return the User-Agent naming this provider, Airflow and requests versions."""
-    try:
-        from airflow import __version__ as airflow_version
-    except ImportError:  # pragma: no cover
-        airflow_version = "unknown"
-    return f"airflow-provider-prisjakt/{__version__} apache-airflow/{airflow_version} python-requests/{requests.__version__}"
+class RequestCycle:
+    """
+    The decisions of a request's life, shared by the sync and the async loop.
 
+    :param base_url: the API base URL; credentials and calls stay on its origin.
+    :param policy: which failures are retried and how long to wait.
+    :param budget: the request budget (pacing, 429s).
+    :param auth: the auth whose token one 401 may refresh, if any.
+    :param stats: the counters to update.
+    :param log: where retries and waits are logged.
+    """
 
-def open_session(auth: requests.auth.AuthBase) -> requests.Session:
-    """Return a pooled session with the provider's User-Agent and ``auth``; it retries nothing itself."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = user_agent()
-    session.headers["Accept"] = "application/json, application/problem+json;q=0.9"
-    session.auth = auth
-    return session
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        policy: RetryPolicy,
+        budget: RequestBudget,
+        auth: Credentials | None = None,
+        stats: RequestStats | None = None,
+        log: Log | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.policy = policy
+        self.budget = budget
+        self.auth = auth
+        self.stats = stats if stats is not None else RequestStats()
+        self.log = log or module_log
+
+    @classmethod
+    def for_connection(
+        cls,
+        settings: ConnectionSettings,
+        budget: RequestBudget,
+        auth: Credentials | None = None,
+        *,
+        stats: RequestStats | None = None,
+        log: Log | None = None,
+    ) -> RequestCycle:
+        """Build the cycle a connection's settings ask for: a 5xx's ``Retry-After`` is waited up to ``max_inline_wait``."""
+        policy = RetryPolicy(max_tries=settings.max_retries, retry_after_limit=settings.max_inline_wait)
+        return cls(base_url=settings.base_url, policy=policy, budget=budget, auth=auth, stats=stats, log=log)
+
+    def url_for(self, path_or_url: str) -> str:
+        """
+        Return the absolute URL of an API path, or check an absolute URL is on the API's origin.
+
+        :raises PrisjaktPaginationError: for an absolute URL on another origin (it would receive the
+            credentials).
+        """
+        if "://" in path_or_url:
+            if not same_origin(path_or_url, self.base_url):
+                raise PrisjaktPaginationError(
+                    "Refusing to call a URL outside the configured Prisjakt API origin "
+                    f"({urlsplit(path_or_url).hostname}); it would receive the client credentials"
+                )
+            return path_or_url
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    def before_sending(self, call: Call) -> Step:
+        """
+        Ask the budget whether the request may go; count it.
+
+        :return: the wait before sending (pacing, or the reset when it is close).
+        :raises PrisjaktRateLimitError: when the budget is spent until a reset too far to wait for.
+        """
+        decision = self.budget.check_before_sending(call)
+        self.stats.requests += 1
+        return Step(delay=decision.delay, reason=decision.reason or "pacing requests", rate_limit=True)
+
+    def after_response(self, call: Call, received: Received) -> Step:
+        """
+        Judge an answer: done, follow a redirect, wait out a 429, refresh the token, or retry.
+
+        :raises PrisjaktAPIError: (a subclass) for a final error, or when retries run out.
+        """
+        self.budget.observe(received.headers)
+        status = received.status
+        location = received.headers.get("Location")
+        if status in REDIRECT_STATUSES and location and call.redirects < MAX_REDIRECTS:
+            # Credentials follow only within the origin: the auth adds none elsewhere.
+            call.url, call.params = urljoin(call.url, location), None
+            call.redirects += 1
+            return Step()
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            self.stats.rate_limited += 1
+            decision = self.budget.recover_from_429(call, received)
+            reason = decision.reason or "the API answered 429 Too Many Requests"
+            return Step(delay=decision.delay, reason=reason, rate_limit=True)
+        if (
+            status == HTTPStatus.UNAUTHORIZED
+            and self.auth is not None
+            and self.auth.refreshable
+            and not call.token_refreshed
+        ):
+            call.token_refreshed = True
+            self.auth.invalidate()
+            return Step()
+        if 200 <= status < 300:
+            if not call.expect_json:
+                return Step(done=True)
+            try:
+                return Step(done=True, body=decode_json(received.content))
+            except ValueError:
+                media_type = received.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                return self._retry(call, Failure.from_unreadable_body(media_type))
+        error = api_error_from_response(
+            status, received.content, reason=received.reason, method=call.method, path=call.path
+        )
+        retry_after = parse_retry_after(received.headers.get("Retry-After"), self.budget.clock())
+        return self._retry(call, Failure.from_status(status, retry_after), error)
+
+    def after_transport_error(self, call: Call, error: BaseException) -> Step:
+        """Judge a try that got no answer (reset, refused, timed out): retry, or raise when retries run out."""
+        return self._retry(call, Failure.from_transport(type(error).__name__))
+
+    def _retry(self, call: Call, failure: Failure, error: PrisjaktAPIError | None = None) -> Step:
+        return retry_step(self.policy, call, failure, error, stats=self.stats, log=self.log)
+
+    def waiting(self, step: Step) -> float:
+        """Log and count a wait the loop is about to make; return its length (0 for none)."""
+        if step.delay <= 0:
+            return 0.0
+        if step.rate_limit:
+            self.log.info("Waiting %.1f s: %s", step.delay, step.reason)
+            self.stats.waits += 1
+            self.stats.seconds_waited += step.delay
+        return step.delay
 
 
 @dataclass(frozen=True)
@@ -121,10 +248,7 @@ class Transport:
         expect_json: bool = True,
     ) -> Reply:
         """
-        Send one request and decode its JSON body once.
-
-        Retries follow the cycle's :class:`~airflow_provider_prisjakt.client.retry.RetryPolicy`;
-        rate-limit waits, its :class:`~airflow_provider_prisjakt.client.budget.RequestBudget`.
+        Send one request and decode its JSON body once, waiting and retrying as the cycle decides.
 
         :param method: HTTP method.
         :param path_or_url: a path below the base URL, or an absolute URL on the same origin.

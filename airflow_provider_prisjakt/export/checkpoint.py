@@ -38,8 +38,11 @@ class ExportCheckpoint:
 
     :param targets: the pixel ids (or the shop id, for ``pixels``) resolved at the start.
     :param cursor: where to continue.
-    :param next_part: the number of the next part to open.
-    :param parts: manifest entries of the parts already staged.
+    :param next_part: how many parts are staged, in every partition together.
+    :param parts: manifest entries of the parts already staged, in order; an entry names its
+        partition (a sink's folder per pixel) under ``"partition"`` unless the sink has only one.
+        Part numbers count within a partition, so the next part of a partition is numbered by how
+        many of its parts are listed here.
     :param rows: records written so far.
     :param counters: request counters so far (requests, retries, 429s, waits, seconds waited, deferrals).
     :param recent_ids: ids of the last records written, to drop repeats across a resume.

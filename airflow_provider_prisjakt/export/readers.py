@@ -6,6 +6,8 @@ every pixel of the shop, or the shop itself), which batches of records it yields
 its :class:`Cursor` means. Readers are registered by resource name (:data:`READERS`); the export
 loop and :func:`read_events` (behind ``PrisjaktHook.iter_events``) ask :func:`reader_for` and never
 dispatch on a name. A new resource is one reader here plus its columns in ``api/resources.py``.
+Each event is kept only by the window ``[start, end)`` holding its ``event_time``, whatever the
+server does with ``from``/``to``; summaries, which cannot be filtered, are read by whole UTC days.
 """
 
 from __future__ import annotations
@@ -15,34 +17,30 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_prisjakt.api.resources import CLICKS, EVENTS, PIXELS, PURCHASE_SUMMARY
-from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, to_utc
-from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktNotFoundError
+from airflow_provider_prisjakt.api.resources import (
+    CLICKS,
+    EVENTS,
+    PIXELS,
+    PURCHASE_SUMMARY,
+    UnreadableSummaryError,
+    purchase_summary_records,
+)
+from airflow_provider_prisjakt.api.windows import WindowError, WindowFilter, format_api_time, summary_requests, to_utc
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError, PrisjaktNotFoundError
 from airflow_provider_prisjakt.export.checkpoint import Cursor
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
-    from airflow_provider_prisjakt.api.windows import TimeLike
+    from airflow_provider_prisjakt.api.windows import RequestChunk, TimeLike
     from airflow_provider_prisjakt.hooks.prisjakt import Page, PrisjaktHook
 
 log = logging.getLogger(__name__)
 
 #: How many pages of record ids the de-duplication memory holds besides the page being read.
 PAGES_REMEMBERED = 2
-
-
-def day_windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """Split ``[start, end)`` at UTC midnights: one window per calendar day touched."""
-    windows = []
-    cursor = start
-    while cursor < end:
-        midnight = datetime(cursor.year, cursor.month, cursor.day, tzinfo=cursor.tzinfo) + timedelta(days=1)
-        windows.append((cursor, min(midnight, end)))
-        cursor = midnight
-    return windows
 
 
 def cursor_after(target: int, chunk: int, page: Page) -> Cursor:
@@ -183,6 +181,10 @@ class Reader(ABC):
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         """Yield the batches of ``targets`` from ``cursor`` on; each holds the cursor after it."""
 
+    def counters(self) -> dict[str, int]:
+        """Return what this reader counted so far (records it dropped or doubts), for the export's counters."""
+        return {}
+
 
 class PixelReader(Reader):
     """A resource read per pixel: the request's pixel, or every pixel of the shop."""
@@ -208,32 +210,63 @@ class EventPagesReader(PixelReader):
     """
     A resource read from the pixels' event pages. The cursor names the target, the window chunk
     and the page URL to fetch next, so a resume never fetches a written page again.
+
+    Each chunk is requested as the connection's ``window_bounds`` say, a little wider than its share
+    of the window; :meth:`in_window` keeps the events of the share. One filter serves the reader, so
+    its counts (:meth:`counters`) are the export's.
     """
 
-    def pages(self, targets: Sequence[str], cursor: Cursor) -> Iterator[tuple[int, int, Page]]:
-        """Yield ``(target, chunk, page)`` of every event page from the cursor on."""
-        chunks = self.hook.window_chunks(self.start, self.end)
+    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
+        super().__init__(hook, start, end, memory)
+        self.window_filter = WindowFilter(start, end)
+
+    def pages(self, targets: Sequence[str], cursor: Cursor) -> Iterator[tuple[int, int, RequestChunk, Page]]:
+        """Yield ``(target, chunk, request, page)`` of every event page from the cursor on."""
+        chunks = self.hook.request_chunks(self.start, self.end)
         for target in range(cursor.target, len(targets)):
             path = self.hook.events_path(targets[target])
             first_chunk = cursor.chunk if target == cursor.target else 0
             for chunk in range(first_chunk, len(chunks)):
                 resume_url = cursor.page_url if (target, chunk) == (cursor.target, cursor.chunk) else None
-                params = self.hook.window_params(*chunks[chunk])
-                for page in self.hook.iter_pages(path, params, start_url=resume_url):
-                    yield target, chunk, page
+                request = chunks[chunk]
+                for page in self.hook.iter_pages(path, request.params, start_url=resume_url):
+                    yield target, chunk, request, page
                     self.memory.turn_page()
                     del page  # released before the next page is fetched; see PrisjaktHook.iter_pages
+        self._log_counts()
+
+    def in_window(self, records: list[dict[str, Any]], request: RequestChunk) -> list[dict[str, Any]]:
+        """Return the records of ``request``'s share of the window; say once which ``window_bounds`` fit."""
+        kept = self.window_filter.keep(records, request)
+        hint = self.window_filter.take_hint()
+        if hint:
+            log.warning("%s", hint)
+        return kept
+
+    def counters(self) -> dict[str, int]:
+        """Return ``rows_outside_window`` and ``rows_without_time`` of this reader's pages."""
+        return self.window_filter.counts()
+
+    def _log_counts(self) -> None:
+        counts = self.window_filter.counts()
+        if any(counts.values()):
+            outside, undated = counts["rows_outside_window"], counts["rows_without_time"]
+            window = format_api_time(self.start), format_api_time(self.end)
+            message = "Dropped %s record(s) outside the window %s to %s; kept %s without a readable event_time"
+            log.info(message, outside, *window, undated)
 
 
 class EventsReader(EventPagesReader):
-    """Conversion events, page by page, each once."""
+    """Conversion events of the window, page by page, each once."""
 
     resource = EVENTS
 
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        """Yield each event page's new records."""
-        for target, chunk, page in self.pages(targets, cursor):
-            yield Batch(self.memory.keep_new(page.records), targets[target], cursor_after(target, chunk, page))
+        """Yield each event page's new records of the window."""
+        for target, chunk, request, page in self.pages(targets, cursor):
+            # Filtered before de-duplication: a record another chunk holds must not count as seen here.
+            records = self.memory.keep_new(self.in_window(page.records, request))
+            yield Batch(records, targets[target], cursor_after(target, chunk, page))
             del page
 
 
@@ -248,12 +281,13 @@ class ClicksReader(EventPagesReader):
     resource = CLICKS
 
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
-        """Yield the click of each event (none for an event without one), then the page's end."""
-        for target, chunk, page in self.pages(targets, cursor):
+        """Yield the click of each event of the window (none for an event without one), then the page's end."""
+        for target, chunk, request, page in self.pages(targets, cursor):
             pixel_id = targets[target]
             skip = cursor.page_offset if page.url == cursor.page_url else 0
             for index, event in enumerate(page.records):
-                if index < skip:
+                # Placed one by one, so the offset counts the page as sent and a resume counts no drop twice.
+                if index < skip or not self.in_window([event], request):
                     continue
                 click_id = event.get("click_id")
                 clicks: list[dict[str, Any]] = []
@@ -267,28 +301,34 @@ class ClicksReader(EventPagesReader):
 
 
 class PurchaseSummaryReader(PixelReader):
-    """One record per currency per UTC day; the cursor's ``chunk`` is the next day to read."""
+    """
+    One record per currency per whole UTC day; the cursor's ``chunk`` is the next day to read.
+
+    A summary cannot be filtered after reading, so the window is widened to whole days and each day
+    is requested exactly as the connection's ``window_bounds`` say. A day not over yet is written
+    with ``complete`` false, for a later run to replace; no schedule writes a partial day otherwise.
+    """
 
     resource = PURCHASE_SUMMARY
 
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         """Yield each pixel's summary of each day."""
-        days = day_windows(self.start, self.end)
+        days = summary_requests(self.start, self.end, self.hook.settings.window_bounds)
+        widened = (days[0].start, days[-1].end) if days else (self.start, self.end)
+        if widened != (self.start, self.end):
+            message = "Purchase summaries cover whole UTC days: the window %s to %s is read as %s to %s"
+            log.info(message, *map(format_api_time, (self.start, self.end, *widened)))
+        now = datetime.now(UTC)
         for target in range(cursor.target, len(targets)):
             pixel_id = targets[target]
+            path = self.hook.purchase_summary_path(pixel_id)
             for day in range(cursor.chunk if target == cursor.target else 0, len(days)):
-                day_start, day_end = days[day]
-                summary = self.hook.get_purchase_summary(pixel_id, day_start, day_end)
-                records = [
-                    {
-                        "pixel_id": pixel_id,
-                        "day": day_start.date().isoformat(),
-                        "from": format_api_time(day_start),
-                        "to": format_api_time(day_end),
-                        **entry,
-                    }
-                    for entry in summary.get("currencies", [])
-                ]
+                request = days[day]
+                body = self.hook.get_json(path, request.params)
+                try:
+                    records = purchase_summary_records(body, pixel_id, request.start, request.end, now)
+                except UnreadableSummaryError as err:
+                    raise PrisjaktError(f"{err} (GET {path})") from None
                 yield Batch(records, pixel_id, Cursor(target, day + 1, None, 0))
 
 
@@ -337,7 +377,9 @@ def read_events(hook: PrisjaktHook, pixel_id: str, start: TimeLike, end: TimeLik
     Yield every conversion event of a pixel in ``[start, end)``, newest first, each once.
 
     The operators' reading path (:class:`EventsReader`) as records: windows longer than the API's
-    60 days are read in chunks, and records repeated by shifting pages are dropped.
+    60 days are read in chunks requested as the connection's ``window_bounds`` say, records whose
+    ``event_time`` lies outside ``[start, end)`` are dropped (counted and logged once), and records
+    repeated by shifting pages are dropped.
 
     :raises PrisjaktConfigError: for an unreadable or reversed window.
     """

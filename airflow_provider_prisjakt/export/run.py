@@ -3,7 +3,7 @@ The one export loop shared by every destination.
 
 Data flows one way: the resource's reader yields batches of records, each with the cursor after
 it; :class:`ExportRun` writes them to the sink's open part as they arrive, and the sink says when a
-part is full. When the rate-limit budget runs out with a far reset, the run closes the open part
+part is full and which partition a batch belongs to (a part never spans two). When the rate-limit budget runs out with a far reset, the run closes the open part
 and raises :class:`ExportPaused` with a small JSON-safe :class:`ExportCheckpoint`; the operator
 defers and later resumes from it. The loop never asks which resource or destination it serves.
 """
@@ -22,6 +22,7 @@ from airflow_provider_prisjakt.api.windows import format_api_time
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
 from airflow_provider_prisjakt.export.checkpoint import CHECKPOINT_IDS_KEPT, ExportCheckpoint, ExportPaused
 from airflow_provider_prisjakt.export.readers import PageMemory, reader_for
+from airflow_provider_prisjakt.export.sinks import PARTITION_KEY
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
@@ -90,6 +91,7 @@ class ExportRun:
         self.reader = reader_for(request.resource)(hook, request.start, request.end, memory)
         self._baseline = hook.stats.to_dict()
         self._part_rows: int | None = None  # rows in the open part; None while no part is open
+        self._part_partition: str | None = None  # the open part's partition
         self._started = self._last_progress = time.monotonic()
 
     # -- steps -------------------------------------------------------------------------------------
@@ -98,15 +100,22 @@ class ExportRun:
         """Resolve the targets (a fresh run) and prepare the sink."""
         if not self.resuming:
             self.state.targets = self.reader.targets(self.request.pixel_id, self.request.shop_id)
+        self.sink.set_targets(self.state.targets)
         self.sink.begin(resume=self.resuming)
 
     def write_batch(self, batch: Batch) -> None:
-        """Write a batch's records, rotating parts when the sink says a part is full, and move the cursor."""
+        """
+        Write a batch's records and move the cursor. Parts rotate when the sink says a part is full
+        and when the batch belongs to another partition than the open part.
+        """
         limit = self.sink.rows_per_part
         records = batch.records
+        partition = self.sink.partition_of(batch.scope)
+        if records and partition != self._part_partition:
+            self._close_part()
         while records:
             if self._part_rows is None:
-                self.sink.open_part(self.state.next_part)
+                self._open_part(partition)
                 self._part_rows = 0
             room = len(records) if limit is None else limit - self._part_rows
             written = min(room, len(records))
@@ -193,15 +202,26 @@ class ExportRun:
 
     # -- helpers -----------------------------------------------------------------------------------
 
+    def _open_part(self, partition: str | None) -> None:
+        """Open the next part of ``partition``: parts are numbered from 0 within each partition."""
+        number = sum(1 for part in self.state.parts if part.get(PARTITION_KEY) == partition)
+        self.sink.open_part(number)
+        self._part_partition = partition
+
     def _close_part(self) -> None:
         if self._part_rows is not None:
-            self.state.parts.append(self.sink.close_part())
+            entry = self.sink.close_part()
+            if self._part_partition is not None:
+                entry[PARTITION_KEY] = self._part_partition
+            self.state.parts.append(entry)
             self.state.next_part += 1
             self._part_rows = None
 
     def _counters(self) -> dict[str, float]:
-        """The counters carried over from earlier runs plus this hook's traffic since the run began."""
-        return add_counters(self.state.counters, self.hook.stats.to_dict(), self._baseline)
+        """The counters carried over from earlier runs plus this hook's traffic and the reader's counts since."""
+        # The reader's counts (rows_outside_window, rows_without_time) start at 0 with each run.
+        now = {**self.hook.stats.to_dict(), **self.reader.counters()}
+        return add_counters(self.state.counters, now, self._baseline)
 
     def _log_progress(self) -> None:
         now = time.monotonic()

@@ -20,10 +20,9 @@ from airflow_provider_prisjakt.api.windows import (
     split_window,
     to_utc,
 )
-from airflow_provider_prisjakt.client.auth import PrisjaktAuth
-from airflow_provider_prisjakt.client.budget import RequestBudget
-from airflow_provider_prisjakt.client.cycle import RequestCycle, RequestStats
-from airflow_provider_prisjakt.client.transport import AsyncTransport, Page, Transport, open_session, user_agent
+from airflow_provider_prisjakt.client.auth import PrisjaktAuth, open_session, user_agent
+from airflow_provider_prisjakt.client.budget import RequestBudget, RequestStats
+from airflow_provider_prisjakt.client.transport import AsyncTransport, Page, RequestCycle, Transport
 from airflow_provider_prisjakt.exceptions import (
     PrisjaktAuthError,
     PrisjaktConfigError,

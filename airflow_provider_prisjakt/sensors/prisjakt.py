@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -16,7 +16,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_prisjakt.api.ratelimit import RESET_MARGIN_SECONDS, RateLimitStatus
-from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktRateLimitError
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktRateLimitError, PrisjaktServerError
 from airflow_provider_prisjakt.hooks.connection import DEFAULT_CONN_ID
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
@@ -37,7 +37,8 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
     before the reported reset time, since it could not succeed and would only spend budget: after a
     poke that finds the budget spent, ``poke_interval`` stretches to the reset (within the timeout),
     in poke and in reschedule mode. With ``deferrable=True`` the wait happens in the triggerer and
-    frees the worker slot.
+    frees the worker slot. A server error (5xx, or a ``Retry-After`` longer than the sensor waits
+    inline) fails only that check: the next poke, or the triggerer after ``poke_interval``, asks again.
 
     :param prisjakt_conn_id: the Prisjakt connection. (templated)
     :param min_remaining: the budget needed to succeed. (templated)
@@ -99,7 +100,12 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
             self.log.info("Not poking before the rate-limit reset at %s", self._not_before.isoformat())
             self._next_poke_after_reset()
             return False
-        status = self._check()
+        try:
+            status = self._check()
+        except PrisjaktServerError as err:
+            # An API fault says nothing about the budget: this poke fails, the next one asks again.
+            self.log.warning("Could not check the Prisjakt rate limit; poking again later: %s", err)
+            return False
         if status is None or status.remaining is None:
             self.log.info("The API reports no rate limit; nothing to wait for")
             return True
@@ -126,20 +132,28 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
         """Poke on a worker, or defer to :class:`PrisjaktRateLimitTrigger` when ``deferrable``."""
         if not self.deferrable:
             return super().execute(context)
-        status = self._check()
-        while self._is_short_wait(status):
-            # Deferring for a few seconds costs more than it saves, and races the scheduler.
-            wait = self._seconds_to_reset(status) + RESET_MARGIN_SECONDS
-            self.log.info("The window resets in %.1f s; waiting inline instead of deferring", wait)
-            time.sleep(max(0.0, wait))
+        try:
             status = self._check()
+            while self._is_short_wait(status):
+                # Deferring for a few seconds costs more than it saves, and races the scheduler.
+                wait = self._seconds_to_reset(status) + RESET_MARGIN_SECONDS
+                self.log.info("The window resets in %.1f s; waiting inline instead of deferring", wait)
+                time.sleep(max(0.0, wait))
+                status = self._check()
+        except PrisjaktServerError as err:
+            self.log.warning("Could not check the Prisjakt rate limit; the triggerer asks again: %s", err)
+            self._defer_until(datetime.now(UTC) + timedelta(seconds=self.poke_interval))
         if status is None or status.remaining is None or status.remaining >= int(self.min_remaining):
             self.log.info("Enough budget already; not deferring")
             return None
+        self._defer_until(status.reset_at)
+
+    def _defer_until(self, reset_at: datetime | None) -> NoReturn:
+        """Defer to :class:`PrisjaktRateLimitTrigger`, which checks the budget again at ``reset_at``."""
         self.defer(
             trigger=PrisjaktRateLimitTrigger(
                 prisjakt_conn_id=self.prisjakt_conn_id,
-                reset_at=status.reset_at.isoformat() if status.reset_at else None,
+                reset_at=reset_at.isoformat() if reset_at else None,
                 min_remaining=int(self.min_remaining),
             ),
             method_name="execute_complete",

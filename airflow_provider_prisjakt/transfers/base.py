@@ -257,7 +257,13 @@ class PrisjaktExportOperator(BaseOperator):
         )
 
     def summarize(self, manifest: dict[str, Any], sink: Sink) -> dict[str, Any]:
-        """Return the small summary pushed to XCom: counts and locations, never records."""
+        """
+        Return the small summary pushed to XCom: counts and locations, never records.
+
+        Besides rows, files and the request counters it says how many records the API sent outside
+        the window (``rows_outside_window``, dropped) and how many had no readable time
+        (``rows_without_time``, kept).
+        """
         counters = manifest.get("counters", {})
         return {
             "resource": manifest["resource"],
@@ -271,6 +277,8 @@ class PrisjaktExportOperator(BaseOperator):
             "waits": int(counters.get("waits", 0)),
             "seconds_waited": counters.get("seconds_waited", 0.0),
             "deferrals": int(counters.get("deferrals", 0)),
+            "rows_outside_window": int(counters.get("rows_outside_window", 0)),
+            "rows_without_time": int(counters.get("rows_without_time", 0)),
         }
 
     # -- lineage -----------------------------------------------------------------------------------

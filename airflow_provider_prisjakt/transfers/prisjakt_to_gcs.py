@@ -24,8 +24,10 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
     Export Prisjakt data for a window to part files in Google Cloud Storage.
 
     Same layout and guarantees as :class:`~airflow_provider_prisjakt.transfers.prisjakt_to_s3.PrisjaktToS3Operator`:
-    ``<object_name>/part-NNNNN.<ext>`` plus ``_manifest.json`` written last, staged publication,
-    re-runs that replace their output and delete stale parts.
+    one folder per pixel, ``<object_name>/pixel_id=<id>/part-NNNNN.<ext>`` plus its ``_manifest.json``
+    written last (``resource="pixels"``: ``<object_name>/part-NNNNN.<ext>``), staged publication,
+    re-runs that replace their pixels' output and delete stale parts, and never a touch of another
+    pixel's folder, so mapped tasks can share one ``object_name``.
 
     :param bucket: the GCS bucket. (templated)
     :param object_name: the object name prefix of this window's files. (templated)

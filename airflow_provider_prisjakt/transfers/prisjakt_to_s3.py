@@ -23,11 +23,15 @@ class PrisjaktToS3Operator(PrisjaktObjectStoreExportOperator):
     """
     Export Prisjakt data for a window to part files in S3.
 
-    The files are ``<s3_key>/part-00000.<ext>``, ``part-00001`` … (deterministic per window and
-    part), followed by ``<s3_key>/_manifest.json`` with the rows, the parts and their SHA-256,
-    written last. Parts are staged under ``<s3_key>/_staging/`` and published only when the whole
-    window is exported, so a failed run leaves the previous output as it was; a re-run replaces its
-    parts and deletes stale parts of an earlier, longer run.
+    Each pixel's rows go to its own folder (Hive-style, so lake engines read ``pixel_id`` as a
+    partition column): ``<s3_key>/pixel_id=<id>/part-00000.<ext>``, ``part-00001`` … (deterministic
+    per window and part), followed by ``<s3_key>/pixel_id=<id>/_manifest.json`` with that pixel's
+    rows, parts and their SHA-256, written last. This holds for one pixel and for every pixel of a
+    shop alike; ``resource="pixels"`` writes ``<s3_key>/part-…`` and ``<s3_key>/_manifest.json``.
+    Parts are staged under each folder's ``_staging/`` and published only when the whole window is
+    exported, so a failed run leaves the previous output as it was; a re-run replaces its pixels'
+    parts and deletes stale parts of an earlier, longer run. An export touches only its own pixels'
+    folders, so mapped tasks (one per pixel) can share one ``s3_key``.
 
     :param s3_bucket: the bucket. (templated)
     :param s3_key: the key prefix of this window's files, e.g. ``prisjakt/events/{{ ds }}/``. (templated)

@@ -8,24 +8,22 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.api.resources import get_resource
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.export.sinks.sql.dialects import check_identifier, dialect_for
+from airflow_provider_prisjakt.export.sinks.sql.database import SqlDatabase
 from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
     WriteDisposition,
     parse_write_disposition,
     strategy_for,
 )
-from airflow_provider_prisjakt.export.sinks.sql.sink import DEFAULT_BATCH_SIZE, SqlSink, staging_table_name
+from airflow_provider_prisjakt.export.sinks.sql.identifiers import check_identifier
+from airflow_provider_prisjakt.export.sinks.sql.sink import DEFAULT_BATCH_SIZE, SqlSink
+from airflow_provider_prisjakt.export.sinks.sql.staging import StagingKey
 from airflow_provider_prisjakt.transfers.base import PrisjaktExportOperator, is_template
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from airflow.providers.common.compat.sdk import Connection
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
     from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.export.run import ExportRequest
-    from airflow_provider_prisjakt.export.sinks.sql.dialects import SqlDialect
 
 
 class PrisjaktToSqlOperator(PrisjaktExportOperator):
@@ -34,8 +32,16 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
 
     One row per record, with typed columns (``event_id``, ``event_time``, ``amount`` …), the whole
     record as JSON in ``raw`` and the run's ``_extracted_at``. Rows are bulk-loaded into a staging
-    table beside the target (``_pj_stage_<table>_<hash>``), and moved into the target in one
+    table beside the target (``_pj_stage_<table>_<task>_<run>``), and moved into the target in one
     transaction at the end, so a run that fails leaves the table exactly as it was.
+
+    The staging table belongs to this task instance (DAG, run, task and map index; outside Airflow,
+    the pixel or shop and the window): its retries and resumes adopt it, and mapped or concurrent
+    exports of other pixels into the same table never touch it. Creating and loading the target
+    take a lock, one export at a time, so they can all write one table. When the task succeeds, it
+    drops the staging that earlier runs of it left for the same window; see
+    :func:`~airflow_provider_prisjakt.export.sinks.sql.cleanup.drop_stale_staging_tables` for the
+    rest.
 
     Write dispositions:
 
@@ -105,29 +111,9 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
             raise PrisjaktConfigError("batch_size must be at least 1")
 
     @cached_property
-    def sql_connection(self) -> Connection:
-        """The Airflow connection of the database."""
-        from airflow.providers.common.compat.sdk import BaseHook
-
-        return BaseHook.get_connection(self.conn_id)
-
-    @cached_property
-    def sql_hook(self) -> DbApiHook:
-        """The common-sql hook of the database."""
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-        hook = self.sql_connection.get_hook()
-        if not isinstance(hook, DbApiHook):
-            raise PrisjaktConfigError(
-                f"conn_id {self.conn_id!r} is a {self.sql_connection.conn_type!r} connection, not a SQL "
-                "database; use a postgres, mysql or sqlite connection"
-            )
-        return hook
-
-    @cached_property
-    def dialect(self) -> SqlDialect:
-        """The SQL dialect of the connection."""
-        return dialect_for(self.sql_connection.conn_type, getattr(self.sql_hook, "dialect_name", None))
+    def database(self) -> SqlDatabase:
+        """The database: its Airflow connection, common-sql hook and dialect."""
+        return SqlDatabase.of(self.conn_id)
 
     def check_destination(self, resource: Resource) -> None:
         """Check the rendered names and disposition, and that the connection is a supported database."""
@@ -140,17 +126,28 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
 
     def table_uri(self) -> str:
         """Return the target as a URI such as ``postgres://host:port/db.schema.table`` (never with credentials)."""
-        return self.dialect.table_uri(self.sql_connection, self.schema or None, self.table)
+        return self.database.table_uri(self.schema or None, self.table)
+
+    def staging_key(self, request: ExportRequest) -> StagingKey:
+        """Return whose staging table this export writes: the running task instance's, else the request's."""
+        target = self.database.dialect.qualified(self.schema or None, self.table)
+        task_instance = current_task_instance()
+        if task_instance is not None:
+            return StagingKey.for_task_instance(
+                target, task_instance.dag_id, task_instance.task_id, task_instance.map_index, task_instance.run_id
+            )
+        return StagingKey.for_targets(
+            target, request.resource.name, request.pixel_id, request.shop_id, (request.start, request.end)
+        )
 
     def build_sink(self, request: ExportRequest, extracted_at: datetime, spool_dir: str) -> SqlSink:
         """Return the SQL sink of this task."""
-        schema = self.schema or None
         return SqlSink(
-            hook=self.sql_hook,
-            dialect=self.dialect,
+            database=self.database,
             table=self.table,
-            schema=schema,
-            staging_table=staging_table_name(self.table, schema, request.resource.name, (request.start, request.end)),
+            schema=self.schema or None,
+            staging_key=self.staging_key(request),
+            window=(request.start, request.end),
             resource=request.resource,
             write_disposition=self.write_disposition,
             create_table=self.create_table,
@@ -158,3 +155,16 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
             extracted_at=extracted_at,
             uri=self.table_uri(),
         )
+
+
+def current_task_instance() -> Any:
+    """
+    Return the task instance running this code (it has ``dag_id``, ``run_id``, ``task_id`` and
+    ``map_index``), or ``None`` outside a task, e.g. in a script or test calling ``execute``.
+    """
+    from airflow.providers.common.compat.sdk import get_current_context
+
+    try:
+        return get_current_context()["ti"]
+    except RuntimeError:  # "no context was found": not inside a task
+        return None

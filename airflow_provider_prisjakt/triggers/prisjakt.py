@@ -17,7 +17,9 @@ from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktAsyncHook
 
 DEFAULT_JITTER_SECONDS = 2.0
 DEFAULT_POLL_INTERVAL = 60.0
-# When the API reports a reset that has already passed, check again this soon rather than at once.
+# When the API reports a reset that has already passed, check again this soon rather than at once;
+# each further passed reset doubles the wait, up to the poll interval, so a server stuck on a past
+# reset gets a handful of checks, not one a second.
 MIN_RECHECK_SECONDS = 1.0
 
 
@@ -81,6 +83,7 @@ class PrisjaktRateLimitTrigger(BaseTrigger):
         """Wait for the reset, check the budget, and yield one event with the new status."""
         hook = PrisjaktAsyncHook(self.prisjakt_conn_id)
         reset_at = datetime.fromisoformat(self.reset_at) if self.reset_at else None
+        passed_resets = 0
         while True:
             wait = self.seconds_to_wait(reset_at, datetime.now(UTC))
             self.log.info("Waiting %.1f s for the Prisjakt rate limit to reset", wait)
@@ -109,4 +112,6 @@ class PrisjaktRateLimitTrigger(BaseTrigger):
             if reset_at is None:
                 await asyncio.sleep(self.poll_interval)
             elif reset_at <= datetime.now(UTC):
-                reset_at = datetime.now(UTC) + timedelta(seconds=MIN_RECHECK_SECONDS)
+                recheck = min(MIN_RECHECK_SECONDS * 2**passed_resets, self.poll_interval)
+                passed_resets += 1
+                reset_at = datetime.now(UTC) + timedelta(seconds=recheck)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktNotFoundError, PrisjaktServerError
-from airflow_provider_prisjakt.export.sinks.object_store import MANIFEST_NAME, STAGING_DIR, ObjectStoreSink
+from airflow_provider_prisjakt.export.sinks.layout import MANIFEST_NAME, STAGING_DIR
+from airflow_provider_prisjakt.export.sinks.object_store import ObjectStoreSink
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.integration.conftest import connect
 from tests.integration.services import Service, start_gcs_emulator, start_moto_server
@@ -236,6 +237,11 @@ def published(store: ObjectStore, prefix: str) -> tuple[dict[str, Any], dict[str
     return manifest, parts, decoded
 
 
+def pixel_prefix(prefix: str, pixel: str) -> str:
+    """The folder of one pixel's output below an export's prefix: ``<prefix>/pixel_id=<id>/``."""
+    return f"{prefix.rstrip('/')}/pixel_id={pixel}/"
+
+
 def window_context(start: datetime, end: datetime) -> dict[str, Any]:
     return {"data_interval_start": start, "data_interval_end": end}
 
@@ -286,9 +292,12 @@ class ObjectStoreExportContract:
         seed = sorted(sandbox.expected_events(pixel, PERIOD_START, PERIOD_END), key=lambda e: e["id"])
         assert len(seed) == EVENTS_PER_PIXEL
 
+        folder = pixel_prefix(prefix, pixel)
+
         summary = self.run(store, prefix, pixel, PERIOD_START, PERIOD_END, **options)
 
-        manifest, parts, decoded = published(store, prefix)
+        manifest, parts, decoded = published(store, folder)
+        assert store.keys(prefix) == store.keys(folder)  # only the pixel's folder, nothing beside it
         assert summary["rows"] == manifest["rows"] == EVENTS_PER_PIXEL
         assert summary["files"] == len(parts) == 3
         assert [p["rows"] for p in manifest["parts"]] == [7000, 7000, 6000]
@@ -303,9 +312,9 @@ class ObjectStoreExportContract:
 
         self.run(store, prefix, pixel, PERIOD_START, PERIOD_END, **options)
 
-        again, parts_again, decoded_again = published(store, prefix)
+        again, parts_again, decoded_again = published(store, folder)
         assert sorted(parts_again) == sorted(parts)
-        assert store.keys(prefix + STAGING_DIR) == []
+        assert store.keys(folder + STAGING_DIR) == []
         if file_format == "jsonl":
             assert parts_again == parts
             assert again["parts"] == manifest["parts"]
@@ -317,20 +326,21 @@ class ObjectStoreExportContract:
         self, store: ObjectStore, sandbox: PrisjaktSandbox, pixel: str
     ) -> None:
         prefix = "prisjakt/events/window"
+        folder = pixel_prefix(prefix, pixel)
         long_end, short_end = PERIOD_START + timedelta(days=6), PERIOD_START + timedelta(days=2)
         self.run(store, prefix, pixel, PERIOD_START, long_end, max_rows_per_file=1000)
-        long_manifest, long_parts, _ = published(store, prefix)
+        long_manifest, long_parts, _ = published(store, folder)
 
         self.run(store, prefix, pixel, PERIOD_START, short_end, max_rows_per_file=1000)
 
-        manifest, parts, decoded = published(store, prefix)
+        manifest, parts, decoded = published(store, folder)
         expected = list(sandbox.expected_events(pixel, PERIOD_START, short_end))
         assert len(parts) < len(long_parts)
         assert manifest["rows"] == len(expected) < long_manifest["rows"]
         assert manifest["window"] == {"start": "2026-10-01T00:00:00Z", "end": "2026-10-03T00:00:00Z"}
         records = [record for rows in decoded.values() for record in rows]
         assert fingerprint(records) == fingerprint(expected)
-        assert store.keys(prefix + "/" + STAGING_DIR) == []
+        assert store.keys(folder + STAGING_DIR) == []
 
     def test_a_failed_run_leaves_the_published_output_untouched(
         self,
@@ -347,9 +357,11 @@ class ObjectStoreExportContract:
         staged_when_failing: list[str] = []
         close_part = ObjectStoreSink.close_part
 
+        folder = pixel_prefix(prefix, pixel)
+
         def close_part_then_break_the_api(sink: ObjectStoreSink) -> dict[str, Any]:
             entry = close_part(sink)
-            staged_when_failing[:] = store.keys(f"{prefix}/{STAGING_DIR}/")
+            staged_when_failing[:] = store.keys(f"{folder}{STAGING_DIR}/")
             sandbox.fail_next("500", count=100)
             return entry
 
@@ -359,9 +371,9 @@ class ObjectStoreExportContract:
             self.run(store, prefix, pixel, PERIOD_START, end, max_rows_per_file=1000)
 
         assert raised.value.status == 500
-        assert staged_when_failing == [f"{prefix}/{STAGING_DIR}/part-00000.jsonl"]
+        assert staged_when_failing == [f"{folder}{STAGING_DIR}/part-00000.jsonl"]
         assert store.snapshot() == before
-        assert store.keys(f"{prefix}/{STAGING_DIR}") == []
+        assert store.keys(f"{folder}{STAGING_DIR}") == []
 
     def test_a_missing_bucket_is_one_clear_error_before_any_request(
         self, store: ObjectStore, sandbox: PrisjaktSandbox, pixel: str
@@ -434,7 +446,7 @@ class ObjectStoreExportContract:
             store, prefix, pixel, PERIOD_START, PERIOD_START + timedelta(days=days), resource="purchase_summary"
         )
 
-        _, _, decoded = published(store, prefix)
+        _, _, decoded = published(store, pixel_prefix(prefix, pixel))
         rows = [row for part_rows in decoded.values() for row in part_rows]
         expected = {}
         for day in range(days):
@@ -452,11 +464,12 @@ class ObjectStoreExportContract:
 
         summary = operator.execute(window_context(PERIOD_START, PERIOD_END))
 
-        _, _, decoded = published(store, prefix)
+        _, _, decoded = published(store, prefix)  # also: nothing else under the prefix, no pixel folders
         rows = [row for part_rows in decoded.values() for row in part_rows]
         assert [row["pixel_id"] for row in rows] == sandbox.pixel_ids(SHOP)
         assert {row["shop_id"] for row in rows} == {str(SHOP)}
         assert summary["rows"] == 3
+        assert store.keys(prefix) == [f"{prefix}/{MANIFEST_NAME}", f"{prefix}/part-00000.csv"]
 
     def test_openlineage_reports_the_api_input_and_the_written_prefix(
         self, store: ObjectStore, sandbox: PrisjaktSandbox, pixel: str
@@ -474,3 +487,69 @@ class ObjectStoreExportContract:
         assert source.name == f"pixels/{pixel}/events"
         assert f"{target.namespace}/{target.name}" == store.uri(prefix)
         assert target.namespace == f"{store.scheme}://{store.bucket}"
+
+    # -- one folder per pixel ----------------------------------------------------------------------
+
+    def test_two_pixels_exported_one_after_the_other_into_one_prefix_both_survive(
+        self, store: ObjectStore, sandbox: PrisjaktSandbox
+    ) -> None:
+        prefix = "prisjakt/events/shared/"
+        first, second = sandbox.pixel_ids(SHOP)[:2]
+        end = PERIOD_START + timedelta(days=2)
+
+        self.run(store, prefix, first, PERIOD_START, end, max_rows_per_file=500)
+        self.run(store, prefix, second, PERIOD_START, end, max_rows_per_file=500)
+
+        for pixel in (first, second):
+            manifest, _, decoded = published(store, pixel_prefix(prefix, pixel))
+            assert manifest["targets"] == [pixel]
+            records = [record for rows in decoded.values() for record in rows]
+            assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, PERIOD_START, end)))
+        assert sorted(store.keys(prefix)) == sorted(
+            store.keys(pixel_prefix(prefix, first)) + store.keys(pixel_prefix(prefix, second))
+        )
+
+    def test_a_rerun_of_one_pixels_window_leaves_the_other_pixels_folder_byte_identical(
+        self, store: ObjectStore, sandbox: PrisjaktSandbox
+    ) -> None:
+        prefix = "prisjakt/events/rerun/"
+        rerun, other = sandbox.pixel_ids(SHOP)[:2]
+        long_end, short_end = PERIOD_START + timedelta(days=4), PERIOD_START + timedelta(days=1)
+        self.run(store, prefix, rerun, PERIOD_START, long_end, max_rows_per_file=500)
+        self.run(store, prefix, other, PERIOD_START, long_end, max_rows_per_file=500)
+        before = store.snapshot(pixel_prefix(prefix, other))
+        _, long_parts, _ = published(store, pixel_prefix(prefix, rerun))
+
+        self.run(store, prefix, rerun, PERIOD_START, short_end, max_rows_per_file=500)
+
+        assert store.snapshot(pixel_prefix(prefix, other)) == before
+        manifest, parts, decoded = published(store, pixel_prefix(prefix, rerun))  # the stale parts are gone
+        assert len(parts) < len(long_parts)
+        records = [record for rows in decoded.values() for record in rows]
+        assert fingerprint(records) == fingerprint(list(sandbox.expected_events(rerun, PERIOD_START, short_end)))
+        assert store.keys(f"{pixel_prefix(prefix, rerun)}{STAGING_DIR}") == []
+
+    def test_a_shop_wide_export_writes_one_folder_per_pixel_with_its_manifest(
+        self, store: ObjectStore, sandbox: PrisjaktSandbox
+    ) -> None:
+        prefix = "prisjakt/events/shop"
+        pixels = sandbox.pixel_ids(SHOP)
+        end = PERIOD_START + timedelta(days=2)
+        operator = store.operator(prefix, shop_id=SHOP, max_rows_per_file=500)
+
+        summary = operator.execute(window_context(PERIOD_START, end))
+
+        folders = [pixel_prefix(prefix, pixel) for pixel in pixels]
+        assert sorted(store.keys(prefix)) == sorted(key for folder in folders for key in store.keys(folder))
+        files = 0
+        for pixel, folder in zip(pixels, folders, strict=True):
+            manifest, parts, decoded = published(store, folder)
+            expected = list(sandbox.expected_events(pixel, PERIOD_START, end))
+            assert manifest["targets"] == [pixel]
+            assert manifest["rows"] == len(expected)
+            assert [p["name"] for p in manifest["parts"]] == [f"part-{n:05d}.jsonl" for n in range(len(parts))]
+            assert fingerprint([record for rows in decoded.values() for record in rows]) == fingerprint(expected)
+            files += len(parts)
+        assert summary["rows"] == sum(len(list(sandbox.expected_events(p, PERIOD_START, end))) for p in pixels)
+        assert summary["files"] == files
+        assert summary["destination"] == store.uri(prefix)

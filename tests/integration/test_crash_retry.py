@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_prisjakt.export.sinks.object_store import MANIFEST_NAME, STAGING_DIR
+from airflow_provider_prisjakt.export.sinks.layout import MANIFEST_NAME, STAGING_DIR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.conftest import KNOWN_SECRETS, REPO_ROOT
 
@@ -32,7 +32,7 @@ from .conftest import connect
 
 pytest.register_assert_rewrite("tests.integration.conftest_services")
 
-from .conftest_services import AWS_CONN_ID, S3Store, moto_service, published  # noqa: E402, F401
+from .conftest_services import AWS_CONN_ID, S3Store, moto_service, pixel_prefix, published  # noqa: E402, F401
 from .conftest_services import s3_store as s3_store_fixture  # noqa: E402, F401
 from .test_faults import PostgresDestination, postgres_warehouse_fixture  # noqa: E402, F401
 from .test_prisjakt_to_sql import WAREHOUSE, Warehouse  # noqa: E402
@@ -162,10 +162,10 @@ def comparable(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in manifest.items() if k not in {"counters", "extracted_at"}}
 
 
-def manifest_is_whole(store: S3Store, prefix: str, allowed: list[dict[str, Any]]) -> None:
-    """Either no manifest, or one of the complete manifests ``allowed`` (never a partial one)."""
-    key = f"{prefix}{MANIFEST_NAME}"
-    if key in store.keys(prefix):
+def manifest_is_whole(store: S3Store, folder: str, allowed: list[dict[str, Any]]) -> None:
+    """Either no manifest in ``folder``, or one of the complete manifests ``allowed`` (never a partial one)."""
+    key = f"{folder}{MANIFEST_NAME}"
+    if key in store.keys(folder):
         assert json.loads(store.read(key)) in allowed
 
 
@@ -175,11 +175,13 @@ def test_a_killed_s3_export_retried_ends_identical_to_an_uninterrupted_run(
 ) -> None:
     pixel = sandbox.pixel_ids(4242)[0]
     reference, target = "reference/", "events/"
+    # The folder of the pixel's output below the target prefix, where parts, staging and manifest lie.
+    folder = pixel_prefix(target, pixel)
     run_s3(s3_store, reference, pixel, *WINDOW)
-    reference_manifest, reference_parts, _ = published(s3_store, reference)
+    reference_manifest, reference_parts, _ = published(s3_store, pixel_prefix(reference, pixel))
     # Yesterday's run of the target covered a longer window: more parts, which must not survive.
     run_s3(s3_store, target, pixel, PERIOD_START, PERIOD_END)
-    earlier_manifest, earlier_parts, _ = published(s3_store, target)
+    earlier_manifest, earlier_parts, _ = published(s3_store, folder)
     assert len(earlier_parts) > len(reference_parts)
     earlier = s3_store.snapshot(target)
 
@@ -187,7 +189,7 @@ def test_a_killed_s3_export_retried_ends_identical_to_an_uninterrupted_run(
     if kill_point == "paging":
         throttle(sandbox, PAGES_BEFORE_KILL)
         worker = Worker("s3", operator, tmp_path / "worker.log")
-        staged = f"{target}{STAGING_DIR}/"
+        staged = f"{folder}{STAGING_DIR}/"
         worker.kill_when(lambda: len(s3_store.keys(staged)) == PAGES_BEFORE_KILL // 2, "staging four parts")
         unthrottle(sandbox)
         after_kill = s3_store.snapshot(target)
@@ -196,28 +198,29 @@ def test_a_killed_s3_export_retried_ends_identical_to_an_uninterrupted_run(
         } == earlier  # published output untouched
     else:
         worker = Worker("s3", operator, tmp_path / "worker.log", slow_publish=True)
-        manifest_key = f"{target}{MANIFEST_NAME}"
-        first_part = f"{target}part-00000.jsonl"
+        manifest_key = f"{folder}{MANIFEST_NAME}"
+        first_part = f"{folder}part-00000.jsonl"
 
         def publishing() -> bool:
             # The old manifest is gone and the first new part is copied over yesterday's.
             return (
-                manifest_key not in s3_store.keys(target)
+                manifest_key not in s3_store.keys(folder)
                 and s3_store.read(first_part) == reference_parts["part-00000.jsonl"]
             )
 
         worker.kill_when(publishing, "publishing")
-        assert s3_store.keys(f"{target}{STAGING_DIR}/")  # killed mid-publish: staging not yet cleaned up
-        assert manifest_key not in s3_store.keys(target)
+        assert s3_store.keys(f"{folder}{STAGING_DIR}/")  # killed mid-publish: staging not yet cleaned up
+        assert manifest_key not in s3_store.keys(folder)
     assert_no_secret_in(worker.output())
-    manifest_is_whole(s3_store, target, [earlier_manifest])
+    manifest_is_whole(s3_store, folder, [earlier_manifest])
 
     run_s3(s3_store, target, pixel, *WINDOW)  # the retry
 
-    manifest, parts, _ = published(s3_store, target)  # also checks nothing but the manifest's parts is there
+    manifest, parts, _ = published(s3_store, folder)  # also checks nothing but the manifest's parts is there
     assert parts == reference_parts
     assert comparable(manifest) == comparable(reference_manifest)
-    assert s3_store.keys(f"{target}{STAGING_DIR}") == []
+    assert s3_store.keys(f"{folder}{STAGING_DIR}") == []
+    assert s3_store.keys(target) == s3_store.keys(folder)
     assert earlier_manifest != manifest
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.export.sinks.object_store import STAGING_DIR
+from airflow_provider_prisjakt.export.sinks.layout import STAGING_DIR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.integration.services import Service, start_gcs_emulator, start_moto_server
 
@@ -33,7 +33,15 @@ from .conftest import connect
 
 pytest.register_assert_rewrite("tests.integration.conftest_services")
 
-from .conftest_services import AWS_CONN_ID, GCSStore, ObjectStore, S3Store, connect_gcs, published  # noqa: E402
+from .conftest_services import (  # noqa: E402
+    AWS_CONN_ID,
+    GCSStore,
+    ObjectStore,
+    S3Store,
+    connect_gcs,
+    pixel_prefix,
+    published,
+)
 from .test_faults import PostgresDestination, postgres_warehouse_fixture  # noqa: E402, F401
 
 if TYPE_CHECKING:
@@ -180,6 +188,7 @@ def test_a_store_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket
 ) -> None:
     service, store = frozen_store.service, frozen_store.store
     pixel = sandbox.pixel_ids(4242)[0]
+    folder = pixel_prefix(PREFIX, pixel)
 
     def export(end: datetime) -> Any:
         return run_export(store, pixel, end=end, **frozen_store.options)
@@ -200,7 +209,7 @@ def test_a_store_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket
     message = str(raised.value)
     assert "timeout" in message.lower() or "timed out" in message.lower(), message
     assert frozen_store.location in message, message
-    assert f"{PREFIX}{STAGING_DIR}/part-" in message, message
+    assert f"{folder}{STAGING_DIR}/part-" in message, message
     # The store's calls give up after a few one-second timeouts, not the clients' default minutes.
     assert failed_after < 30, failed_after
     os.kill(service.process.pid, signal.SIGCONT)
@@ -209,9 +218,9 @@ def test_a_store_that_stops_answering_mid_export_fails_clearly_leaves_the_bucket
 
     export(PERIOD_END)  # the retry
 
-    manifest, _, _ = published(store, PREFIX)
+    manifest, _, _ = published(store, folder)
     assert manifest["rows"] == EVENTS_PER_PIXEL
-    assert store.keys(f"{PREFIX}{STAGING_DIR}") == []
+    assert store.keys(f"{folder}{STAGING_DIR}") == []
 
 
 # -- PostgreSQL: the loading connection is terminated ------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.api.resources import EVENTS
+from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS
 from airflow_provider_prisjakt.exceptions import PrisjaktServerError
 from airflow_provider_prisjakt.export.checkpoint import ExportCheckpoint, ExportPaused
 from airflow_provider_prisjakt.export.formats import FileFormat
@@ -29,6 +29,7 @@ pytest.register_assert_rewrite("tests.integration.conftest_services")
 from .conftest_services import fingerprint, pages_fetched  # noqa: E402
 
 if TYPE_CHECKING:
+    from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 
 pytestmark = pytest.mark.integration
@@ -40,11 +41,15 @@ PREFIX = "prisjakt/events"
 
 
 class RecordingSink(LocalFolderSink):
-    """A LocalFolderSink that records every storage operation, in order."""
+    """A LocalFolderSink that records every storage operation (writes, deletes and listings), in order."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.operations: list[tuple[str, str]] = []
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.operations.append(("list", prefix))
+        return super().list_keys(prefix)
 
     def upload_file(self, local_path: str, key: str) -> None:
         self.operations.append(("write", key))
@@ -70,12 +75,13 @@ def make_sink(
     sink_class: type[LocalFolderSink] = LocalFolderSink,
     rows_per_part: int = 250,
     file_format: FileFormat = FileFormat.JSONL,
+    resource: Resource = EVENTS,
 ) -> LocalFolderSink:
     spool.mkdir(exist_ok=True)
     return sink_class(
         root=str(root),
         prefix=PREFIX,
-        resource=EVENTS,
+        resource=resource,
         file_format=file_format,
         compression=None,
         extracted_at=EXTRACTED_AT,
@@ -86,7 +92,7 @@ def make_sink(
 
 def export(
     hook: PrisjaktHook,
-    pixel: str,
+    pixel: str | None,
     root: Path,
     tmp_path: Path,
     *,
@@ -95,8 +101,10 @@ def export(
     sink: LocalFolderSink | None = None,
     checkpoint: ExportCheckpoint | None = None,
     pause_on_rate_limit: bool = False,
+    shop_id: int | None = None,
 ) -> dict[str, Any]:
-    request = ExportRequest(resource=EVENTS, start=START, end=end, pixel_id=pixel)
+    """Export ``pixel``'s events (or, without a pixel, every pixel of ``shop_id``) into ``root``."""
+    request = ExportRequest(resource=EVENTS, start=START, end=end, pixel_id=pixel, shop_id=shop_id)
     sink = sink or make_sink(root, tmp_path / "spool", rows_per_part=max_rows_per_file)
     run = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=checkpoint)
     return run.execute(pause_on_rate_limit=pause_on_rate_limit)
@@ -107,9 +115,17 @@ def folder_state(root: Path) -> dict[str, bytes | None]:
     return {str(path.relative_to(root)): (path.read_bytes() if path.is_file() else None) for path in root.rglob("*")}
 
 
-def published_records(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest and the records of its parts, checking the parts against the manifest."""
-    folder = root / PREFIX
+def pixel_folder(root: Path, pixel: str) -> Path:
+    """The folder of one pixel's output: ``<prefix>/pixel_id=<id>/``."""
+    return root / PREFIX / f"pixel_id={pixel}"
+
+
+def published_records(root: Path, pixel: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """
+    The manifest and the records of its parts in a pixel's folder (the prefix itself for ``None``),
+    checking the parts against the manifest and that nothing else is in the folder.
+    """
+    folder = root / PREFIX if pixel is None else pixel_folder(root, pixel)
     manifest = json.loads((folder / "_manifest.json").read_text())
     records = []
     for part in manifest["parts"]:
@@ -118,7 +134,7 @@ def published_records(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
         lines = data.decode().splitlines()
         assert len(lines) == part["rows"]
         records.extend(json.loads(line) for line in lines)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == sorted(
         [p["name"] for p in manifest["parts"]] + ["_manifest.json"]
     )
     return manifest, records
@@ -132,7 +148,7 @@ def test_parts_rotate_at_max_rows_per_file_with_deterministic_names(sandbox_hook
     manifest = export(hook, pixel, root, tmp_path, max_rows_per_file=250)
 
     assert [(p["name"], p["rows"]) for p in manifest["parts"]] == [(f"part-{n:05d}.jsonl", 250) for n in range(8)]
-    written, records = published_records(root)
+    written, records = published_records(root, pixel)
     assert written == manifest
     assert manifest["rows"] == len(records) == 2000
     assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, START, END)))
@@ -146,7 +162,7 @@ def test_the_same_window_gives_the_same_part_names_and_bytes(sandbox_hook: HookF
     export(hook, pixel, tmp_path / "one", tmp_path, max_rows_per_file=700)
     export(hook, pixel, tmp_path / "two", tmp_path, max_rows_per_file=700)
 
-    one, two = folder_state(tmp_path / "one" / PREFIX), folder_state(tmp_path / "two" / PREFIX)
+    one, two = folder_state(pixel_folder(tmp_path / "one", pixel)), folder_state(pixel_folder(tmp_path / "two", pixel))
     parts = {name: data for name, data in one.items() if name.startswith("part-")}
     assert sorted(parts) == ["part-00000.jsonl", "part-00001.jsonl", "part-00002.jsonl"]
     assert parts == {name: data for name, data in two.items() if name.startswith("part-")}
@@ -162,13 +178,15 @@ def test_the_manifest_is_written_last_after_the_old_one_is_removed(sandbox_hook:
 
     export(hook, pixel, root, tmp_path, end=START + timedelta(days=10), max_rows_per_file=500, sink=sink)
 
-    manifest_key = f"{PREFIX}/_manifest.json"
-    staging = f"{PREFIX}/_staging/"
+    folder = f"{PREFIX}/pixel_id={pixel}"
+    manifest_key = f"{folder}/_manifest.json"
+    staging = f"{folder}/_staging/"
     operations = sink.operations
+    assert all(key.startswith(f"{folder}/") for _, key in operations)
     published = [i for i, (verb, key) in enumerate(operations) if verb == "write" and not key.startswith(staging)]
     assert operations[published[-1]] == ("write", manifest_key)
     assert operations.index(("delete", manifest_key)) < published[0]
-    stale = [i for i, (verb, key) in enumerate(operations) if verb == "delete" and key.startswith(f"{PREFIX}/part-")]
+    stale = [i for i, (verb, key) in enumerate(operations) if verb == "delete" and key.startswith(f"{folder}/part-")]
     assert stale and max(stale) < published[-1]
     assert all(key.startswith(staging) for _, key in operations[published[-1] + 1 :])
 
@@ -177,19 +195,20 @@ def test_a_shorter_rerun_removes_stale_parts_and_staging(sandbox_hook: HookFacto
     sandbox, hook = sandbox_hook()
     pixel = sandbox.pixel_ids(4242)[0]
     root = tmp_path / "out"
-    (root / PREFIX).mkdir(parents=True)
-    (root / PREFIX / "notes.txt").write_text("not ours")
+    folder = pixel_folder(root, pixel)
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("not ours")
     export(hook, pixel, root, tmp_path, max_rows_per_file=500)
-    assert len(list((root / PREFIX).glob("part-*"))) == 4
+    assert len(list(folder.glob("part-*"))) == 4
 
     short_end = START + timedelta(days=3)
     manifest = export(hook, pixel, root, tmp_path, end=short_end, max_rows_per_file=500)
 
     expected = list(sandbox.expected_events(pixel, START, short_end))
-    assert sorted(p.name for p in (root / PREFIX).iterdir()) == ["_manifest.json", "notes.txt", "part-00000.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", "notes.txt", "part-00000.jsonl"]
     assert manifest["rows"] == len(expected)
-    assert json.loads((root / PREFIX / "_manifest.json").read_text()) == manifest
-    lines = (root / PREFIX / "part-00000.jsonl").read_text().splitlines()
+    assert json.loads((folder / "_manifest.json").read_text()) == manifest
+    lines = (folder / "part-00000.jsonl").read_text().splitlines()
     assert fingerprint([json.loads(line) for line in lines]) == fingerprint(expected)
 
 
@@ -204,7 +223,7 @@ def test_an_empty_window_publishes_an_empty_manifest_and_no_parts(sandbox_hook: 
     manifest = ExportRun(hook, request, make_sink(root, tmp_path / "spool"), extracted_at=EXTRACTED_AT).execute()
 
     assert manifest["rows"] == 0 and manifest["parts"] == []
-    assert sorted(p.name for p in (root / PREFIX).iterdir()) == ["_manifest.json"]
+    assert sorted(p.name for p in pixel_folder(root, pixel).iterdir()) == ["_manifest.json"]
 
 
 def test_a_failed_run_leaves_the_folder_as_it_was(
@@ -220,7 +239,7 @@ def test_a_failed_run_leaves_the_folder_as_it_was(
     class BreakAfterFirstPart(LocalFolderSink):
         def close_part(self) -> dict[str, Any]:
             entry = super().close_part()
-            assert (root / PREFIX / "_staging" / entry["name"]).exists()
+            assert (pixel_folder(root, pixel) / "_staging" / entry["name"]).exists()
             sandbox.fail_next("500", count=100)
             return entry
 
@@ -245,7 +264,7 @@ def test_a_rate_limit_pause_resumes_from_a_json_checkpoint_without_refetching_pa
     assert raised.value.resume_at is not None
     assert raised.value.resume_at - datetime.now(UTC) > timedelta(seconds=500)
     assert len(sandbox.requests) == 3
-    assert not (root / PREFIX / "_manifest.json").exists()
+    assert not list((root / PREFIX).rglob("_manifest.json"))
     state = json.loads(json.dumps(raised.value.checkpoint.to_dict()))
     assert state["rows"] == 300 and state["counters"]["requests"] == 3 and state["counters"]["deferrals"] == 1
 
@@ -267,7 +286,7 @@ def test_a_rate_limit_pause_resumes_from_a_json_checkpoint_without_refetching_pa
             pauses += 1
             state = json.loads(json.dumps(paused.checkpoint.to_dict()))
 
-    _, records = published_records(root)
+    _, records = published_records(root, pixel)
     assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, START, END)))
     assert manifest["rows"] == len(records) == 2000
     fetched = pages_fetched(sandbox)
@@ -279,7 +298,7 @@ def test_a_rate_limit_pause_resumes_from_a_json_checkpoint_without_refetching_pa
     assert manifest["counters"]["rate_limited"] == 0
     assert manifest["extracted_at"] == EXTRACTED_AT.isoformat()
     assert [p["name"] for p in manifest["parts"]] == [f"part-{n:05d}.jsonl" for n in range(len(manifest["parts"]))]
-    assert not (root / PREFIX / "_staging").exists()
+    assert not (pixel_folder(root, pixel) / "_staging").exists()
 
 
 def test_pages_shifting_at_the_largest_page_size_repeat_no_record(sandbox_hook: HookFactory, tmp_path: Path) -> None:
@@ -295,7 +314,7 @@ def test_pages_shifting_at_the_largest_page_size_repeat_no_record(sandbox_hook: 
     read = list(read_events(hook, read_pixel, START, END))  # the hook's iter_events path: the same reader
 
     assert len(list(sandbox.expected_events(exported_pixel, START, END))) > len(at_start[exported_pixel])
-    _, records = published_records(tmp_path / "out")
+    _, records = published_records(tmp_path / "out", exported_pixel)
     assert fingerprint(records) == at_start[exported_pixel]
     assert fingerprint(read) == at_start[read_pixel]
     # A first page of 1,000, then 100 new records per page: 1 + 2,000 / 100 pages.
@@ -315,7 +334,9 @@ def test_every_row_carries_the_pixel_it_was_read_for_though_events_do_not_name_i
     rows = [
         row
         for part in manifest["parts"]
-        for row in csv.DictReader(io.StringIO((tmp_path / "out" / PREFIX / part["name"]).read_text(), newline=""))
+        for row in csv.DictReader(
+            io.StringIO((tmp_path / "out" / PREFIX / part["partition"] / part["name"]).read_text(), newline="")
+        )
     ]
     assert manifest["targets"] == pixels
     assert all("pixel_id" not in json.loads(row["raw"]) for row in rows)
@@ -325,3 +346,153 @@ def test_every_row_carries_the_pixel_it_was_read_for_though_events_do_not_name_i
         for event in sandbox.expected_events(pixel, START, START + timedelta(days=2))
     }
     assert {row["event_id"]: row["pixel_id"] for row in rows} == expected
+
+
+# -- one folder per pixel ----------------------------------------------------------------------------
+
+
+def test_two_pixels_exported_one_after_the_other_into_one_prefix_both_survive(
+    sandbox_hook: HookFactory, tmp_path: Path
+) -> None:
+    sandbox, hook = sandbox_hook()
+    first, second = sandbox.pixel_ids(4242)[:2]
+    root = tmp_path / "out"
+
+    export(hook, first, root, tmp_path, max_rows_per_file=500)
+    export(hook, second, root, tmp_path, max_rows_per_file=500)
+
+    assert sorted(p.name for p in (root / PREFIX).iterdir()) == sorted([f"pixel_id={first}", f"pixel_id={second}"])
+    for pixel in (first, second):
+        manifest, records = published_records(root, pixel)
+        assert manifest["targets"] == [pixel]
+        assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, START, END)))
+        assert not (pixel_folder(root, pixel) / "_staging").exists()
+
+
+def test_a_rerun_of_one_pixels_window_replaces_its_folder_and_leaves_the_others_byte_identical(
+    sandbox_hook: HookFactory, tmp_path: Path
+) -> None:
+    sandbox, hook = sandbox_hook()
+    rerun, other = sandbox.pixel_ids(4242)[:2]
+    root = tmp_path / "out"
+    export(hook, rerun, root, tmp_path, max_rows_per_file=500)
+    export(hook, other, root, tmp_path, max_rows_per_file=500)
+    before = folder_state(pixel_folder(root, other))
+    sink = make_sink(root, tmp_path / "spool", RecordingSink, rows_per_part=500)
+    assert isinstance(sink, RecordingSink)
+    short_end = START + timedelta(days=3)
+
+    manifest = export(hook, rerun, root, tmp_path, end=short_end, sink=sink)
+
+    assert folder_state(pixel_folder(root, other)) == before
+    # Every listing, write and delete of the re-run stays inside its own pixel's folder.
+    assert sink.operations and all(key.startswith(f"{PREFIX}/pixel_id={rerun}/") for _, key in sink.operations)
+    written, records = published_records(root, rerun)  # also: the longer run's stale parts are gone
+    assert written == manifest
+    assert [p["name"] for p in written["parts"]] == ["part-00000.jsonl"]
+    assert fingerprint(records) == fingerprint(list(sandbox.expected_events(rerun, START, short_end)))
+
+
+def test_a_shop_wide_export_writes_one_folder_per_pixel_with_its_own_manifest(
+    sandbox_hook: HookFactory, tmp_path: Path
+) -> None:
+    sandbox, hook = sandbox_hook()
+    pixels = sandbox.pixel_ids(4242)
+    root = tmp_path / "out"
+
+    manifest = export(hook, None, root, tmp_path, shop_id=4242, max_rows_per_file=700)
+
+    assert sorted(p.name for p in (root / PREFIX).iterdir()) == sorted(f"pixel_id={pixel}" for pixel in pixels)
+    assert manifest["targets"] == pixels
+    for pixel in pixels:
+        written, records = published_records(root, pixel)
+        expected = list(sandbox.expected_events(pixel, START, END))
+        assert written["targets"] == [pixel]
+        assert written["rows"] == len(records) == len(expected)
+        assert fingerprint(records) == fingerprint(expected)
+        # Parts rotate and are numbered within each pixel's folder.
+        parts = -(-len(expected) // 700)
+        assert [p["name"] for p in written["parts"]] == [f"part-{n:05d}.jsonl" for n in range(parts)]
+        assert {k: v for k, v in written.items() if k not in {"targets", "rows", "parts"}} == {
+            k: v for k, v in manifest.items() if k not in {"targets", "rows", "parts"}
+        }
+    assert manifest["rows"] == sum(len(list(sandbox.expected_events(p, START, END))) for p in pixels)
+
+
+def test_a_shop_wide_export_paused_by_the_rate_limit_resumes_per_folder_without_refetching_or_rewriting(
+    sandbox_hook: HookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, hook = sandbox_hook(events_per_pixel=500, rate_limit=4, rate_window=600, extra={"max_inline_wait": 1})
+    pixels = sandbox.pixel_ids(4242)
+    root = tmp_path / "out"
+    writes: list[str] = []
+    state: dict[str, Any] | None = None
+    manifest = None
+    while manifest is None:
+        assert len(writes) < 100, "the export does not make progress"
+        sink = make_sink(root, tmp_path / "spool", RecordingSink, rows_per_part=200)
+        assert isinstance(sink, RecordingSink)
+        checkpoint = ExportCheckpoint.from_dict(state) if state else None
+        try:
+            manifest = export(
+                hook, None, root, tmp_path, shop_id=4242, sink=sink, checkpoint=checkpoint, pause_on_rate_limit=True
+            )
+        except ExportPaused as paused:
+            state = json.loads(json.dumps(paused.checkpoint.to_dict()))
+            sandbox.reset_rate_limit()
+            hook = connect(monkeypatch, sandbox, max_inline_wait=1)  # a new worker after the deferral
+        writes += [key for verb, key in sink.operations if verb == "write" and "/_staging/" in key]
+
+    assert manifest["counters"]["deferrals"] >= 3
+    assert len(writes) == len(set(writes)), "a finished part was staged twice"
+    fetched = pages_fetched(sandbox)
+    assert set(fetched.values()) == {1} and len(fetched) == 1 + 15  # the shop's pixels, then 5 pages per pixel
+    for pixel in pixels:
+        written, records = published_records(root, pixel)
+        assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, START, END)))
+        assert [p["name"] for p in written["parts"]] == [f"part-{n:05d}.jsonl" for n in range(len(written["parts"]))]
+        assert not (pixel_folder(root, pixel) / "_staging").exists()
+
+
+def test_the_shops_pixels_keep_the_flat_layout_beside_pixel_folders(sandbox_hook: HookFactory, tmp_path: Path) -> None:
+    sandbox, hook = sandbox_hook()
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    export(hook, pixel, root, tmp_path, max_rows_per_file=500)
+    events_before = folder_state(pixel_folder(root, pixel))
+    request = ExportRequest(resource=PIXELS, start=START, end=END, shop_id=4242)
+    sink = make_sink(root, tmp_path / "spool", resource=PIXELS)
+
+    manifest = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT).execute()
+
+    written, records = published_records(root, None)
+    assert written == manifest
+    assert [record["id"] for record in records] == sandbox.pixel_ids(4242)
+    assert sorted(p.name for p in (root / PREFIX).iterdir()) == [
+        "_manifest.json",
+        "part-00000.jsonl",
+        f"pixel_id={pixel}",
+    ]
+    assert folder_state(pixel_folder(root, pixel)) == events_before
+
+
+def test_a_pixel_id_that_is_not_a_safe_path_segment_stays_inside_its_own_folder(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    sink = make_sink(root, tmp_path / "spool")
+    targets = ["../../escape", "a/b"]
+    sink.set_targets(targets)
+    sink.begin(resume=False)
+    parts = []
+    for pixel in targets:  # as the export loop drives a sink: one part per folder, numbered within it
+        sink.open_part(0)
+        sink.write_rows([{"id": f"event of {pixel}"}], pixel)
+        parts.append({**sink.close_part(), "partition": sink.partition_of(pixel)})
+
+    sink.commit({"resource": "events", "targets": targets, "rows": 2, "parts": parts})
+
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        f"out/{PREFIX}/pixel_id=..%2F..%2Fescape/_manifest.json",
+        f"out/{PREFIX}/pixel_id=..%2F..%2Fescape/part-00000.jsonl",
+        f"out/{PREFIX}/pixel_id=a%2Fb/_manifest.json",
+        f"out/{PREFIX}/pixel_id=a%2Fb/part-00000.jsonl",
+    ]

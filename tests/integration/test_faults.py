@@ -37,6 +37,7 @@ from .conftest_services import (  # noqa: E402
     gcs_service,  # noqa: F401
     gcs_store,  # noqa: F401
     moto_service,  # noqa: F401
+    pixel_prefix,
     published,
     s3_store,  # noqa: F401
 )
@@ -116,8 +117,10 @@ class LocalDestination(Destination):
     def __init__(self, root: Path, spool: Path) -> None:
         self.root = root
         self.spool = spool
+        self.pixel: str | None = None
 
     def export(self, pixel: str, start: datetime, end: datetime, **kwargs: Any) -> dict[str, Any]:
+        self.pixel = pixel
         max_rows = kwargs.pop("max_rows_per_file", MAX_ROWS_PER_FILE)
         request = ExportRequest(resource=EVENTS, start=start, end=end, pixel_id=pixel)
         sink = make_sink(self.root, self.spool, rows_per_part=max_rows)
@@ -128,7 +131,7 @@ class LocalDestination(Destination):
             hook.close()
 
     def events(self) -> Fingerprint:
-        return fingerprint(published_records(self.root)[1])
+        return fingerprint(published_records(self.root, self.pixel)[1])
 
     def snapshot(self) -> Any:
         return folder_state(self.root) if self.root.exists() else {}
@@ -141,8 +144,10 @@ class ObjectStoreDestination(Destination):
         self.store = store
         self.prefix = prefix
         self.name = store.scheme
+        self.pixel: str | None = None
 
     def export(self, pixel: str, start: datetime, end: datetime, **kwargs: Any) -> dict[str, Any]:
+        self.pixel = pixel
         kwargs.setdefault("max_rows_per_file", MAX_ROWS_PER_FILE)
         operator = self.store.operator(
             self.prefix, pixel_id=pixel, start=start.isoformat(), end=end.isoformat(), **kwargs
@@ -150,7 +155,8 @@ class ObjectStoreDestination(Destination):
         return operator.execute({})
 
     def events(self) -> Fingerprint:
-        _, _, decoded = published(self.store, self.prefix)
+        assert self.pixel is not None, "export first"
+        _, _, decoded = published(self.store, pixel_prefix(self.prefix, self.pixel))
         return fingerprint(record for name, rows in decoded.items() for record in api_records(name, rows))
 
     def snapshot(self) -> Any:

@@ -118,11 +118,17 @@ def run_with_deferrals(
             deferrals.append(again)
 
 
-def written_ids(root: Path) -> list[str]:
-    manifest = json.loads((root / "export" / "_manifest.json").read_text())
+def pixel_folder(root: Path, pixel: str) -> Path:
+    """The folder of one pixel's output below the test operator's prefix ``export``."""
+    return root / "export" / f"pixel_id={pixel}"
+
+
+def written_ids(root: Path, pixel: str) -> list[str]:
+    folder = pixel_folder(root, pixel)
+    manifest = json.loads((folder / "_manifest.json").read_text())
     ids = []
     for part in manifest["parts"]:
-        for line in (root / "export" / part["name"]).read_text().splitlines():
+        for line in (folder / part["name"]).read_text().splitlines():
             ids.append(json.loads(line)["id"])
     return ids
 
@@ -139,7 +145,8 @@ def test_export_defers_on_a_spent_budget_and_resumes_without_refetching(
 
     assert len(deferrals) >= 2
     assert summary["rows"] == PAGES * PAGE_SIZE
-    assert sorted(written_ids(tmp_path)) == sorted(expected_ids(sandbox))
+    pixel = sandbox.pixel_ids(4242)[0]
+    assert sorted(written_ids(tmp_path, pixel)) == sorted(expected_ids(sandbox))
     # Counters add up across resumes, although each resume is a fresh operator with a fresh hook.
     assert summary["requests"] == PAGES
     assert summary["deferrals"] == len(deferrals)
@@ -155,7 +162,7 @@ def test_export_defers_on_a_spent_budget_and_resumes_without_refetching(
     # Finished parts were never reopened or rewritten; nothing is left staged.
     assert opened_parts == list(range(len(opened_parts)))
     assert summary["files"] == len(opened_parts)
-    assert not list((tmp_path / "export" / "_staging").glob("*"))
+    assert not list((pixel_folder(tmp_path, pixel) / "_staging").glob("*"))
 
 
 def test_deferral_carries_a_json_safe_checkpoint_in_kwargs_and_trigger(
@@ -205,9 +212,9 @@ def test_without_deferrable_the_export_fails_naming_the_reset_and_publishes_noth
 
     assert raised.value.reset_at is not None
     assert raised.value.reset_at.isoformat() in str(raised.value)
-    assert not (tmp_path / "export" / "_manifest.json").exists()
-    assert not list((tmp_path / "export").glob("part-*"))
-    assert not list((tmp_path / "export" / "_staging").glob("*"))
+    assert not list(tmp_path.rglob("_manifest.json"))
+    assert not list(tmp_path.rglob("part-*"))
+    assert not list(tmp_path.rglob("_staging"))
 
 
 def test_an_error_event_fails_the_export(sandbox: PrisjaktSandbox, tmp_path: Path) -> None:
@@ -253,10 +260,10 @@ def test_dag_with_deferrable_sensor_and_export_completes_through_deferrals(
         # The sensor met the spent window (429) and deferred; its trigger checked again after the reset.
         checks = [r.status for r in server.requests if not r.page_key]
         assert checks[: BUDGET + 2] == [200] * BUDGET + [429, 200]
-        manifest = json.loads((tmp_path / "export" / "_manifest.json").read_text())
+        manifest = json.loads((pixel_folder(tmp_path, pixel) / "_manifest.json").read_text())
         assert manifest["counters"]["deferrals"] >= 1
         assert manifest["rows"] == 20 * PAGE_SIZE
-        assert sorted(written_ids(tmp_path)) == sorted(
+        assert sorted(written_ids(tmp_path, pixel)) == sorted(
             event["id"] for event in server.expected_events(pixel, PERIOD_START, PERIOD_END)
         )
         pages = Counter(r.page_key for r in server.requests if r.page_key)

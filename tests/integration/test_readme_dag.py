@@ -22,7 +22,6 @@ from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from scripts.readme_dag import dag_id_of, extract
 from tests.conftest import DAGS_FOLDER, REPO_ROOT, register_secret
 from tests.integration.conftest_services import S3Store, decode_part
-from tests.integration.services import Service
 from tests.integration.test_example_dags import dagbag, run_dag, state_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow3_only]
@@ -109,7 +108,6 @@ def manifests_and_rows(store: S3Store, prefix: str = "") -> tuple[list[str], lis
 def test_the_readme_dag_runs_as_written_into_postgres_and_s3(
     readme_dag: Any,
     sandbox: PrisjaktSandbox,
-    moto_service: Service,
     s3_store: S3Store,
     postgres_database: tuple[Any, dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,

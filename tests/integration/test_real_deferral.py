@@ -205,7 +205,7 @@ def test_real_triggerer_resumes_the_deferred_export(metadata_db: str, tmp_path: 
         assert "deferred" in export_states, export_states
         assert export_states[-1] == "success"
         assert export_states.index("deferred") < export_states.index("success")
-        manifest = json.loads((output / "export" / "_manifest.json").read_text())
+        manifest = json.loads((output / "export" / f"pixel_id={conf['pixel_id']}" / "_manifest.json").read_text())
         assert manifest["rows"] == PAGES * PAGE_SIZE
         assert manifest["counters"]["deferrals"] >= 1
         pages = [r.page_key for r in sandbox.requests if r.page_key]

@@ -17,7 +17,6 @@ from airflow_provider_prisjakt.export.sinks.sql.dialects import (
     PostgresDialect,
     SqlDialect,
     SqliteDialect,
-    check_identifier,
     dialect_for,
 )
 from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
@@ -28,7 +27,8 @@ from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
     parse_write_disposition,
     strategy_for,
 )
-from airflow_provider_prisjakt.export.sinks.sql.sink import staging_table_name
+from airflow_provider_prisjakt.export.sinks.sql.identifiers import check_identifier
+from airflow_provider_prisjakt.export.sinks.sql.staging import StagingKey
 
 START = datetime(2026, 10, 5, tzinfo=UTC)
 END = datetime(2026, 10, 12, tzinfo=UTC)
@@ -60,6 +60,12 @@ def test_plain_identifiers_are_accepted(name: str) -> None:
 def test_names_that_could_carry_sql_are_refused_naming_the_parameter(name: object) -> None:
     with pytest.raises(PrisjaktConfigError, match=r"^schema must be a plain SQL identifier"):
         check_identifier(name, "schema")
+
+
+def staging_table_name(table: str, schema: str | None, resource: str, window: tuple[datetime, datetime]) -> str:
+    """The staging table of an export outside Airflow, for one pixel."""
+    target = f'"{schema}"."{table}"' if schema else f'"{table}"'
+    return StagingKey.for_targets(target, resource, "p1", None, window).table_name(table)
 
 
 def test_staging_tables_are_stable_per_window_distinct_across_windows_and_plain_identifiers() -> None:

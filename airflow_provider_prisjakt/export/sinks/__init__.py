@@ -1,6 +1,7 @@
 """
 Destinations of an export. A sink owns its destination: how parts are staged, when a part is full,
-and how a run is published or rolled back. The export loop sees only the verbs of :class:`Sink`.
+how rows are partitioned, and how a run is published or rolled back. The export loop sees only the
+verbs of :class:`Sink`.
 """
 
 from __future__ import annotations
@@ -9,18 +10,47 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+#: The key of a part's manifest entry naming the partition it belongs to (absent for ``None``).
+PARTITION_KEY = "partition"
+
 
 class Sink(ABC):
     """
     Where an export's rows go. The export loop calls, in order:
 
-    :meth:`begin` once per run (and once per resume), then for each part :meth:`open_part`,
-    :meth:`write_rows` any number of times and :meth:`close_part`; at the end :meth:`commit`, or
-    :meth:`abort` when the run fails.
+    :meth:`set_targets` and :meth:`begin` once per run (and once per resume), then for each part
+    :meth:`open_part`, :meth:`write_rows` any number of times and :meth:`close_part`; at the end
+    :meth:`commit`, or :meth:`abort` when the run fails.
+
+    A part never spans partitions (see :meth:`partition_of`): the loop closes the open part when
+    the partition changes, numbers parts from 0 within each partition, and records each part's
+    partition in its manifest entry under :data:`PARTITION_KEY`.
     """
 
     #: Rows a part holds before the loop closes it and opens the next; ``None``: one part per run.
     rows_per_part: int | None = None
+
+    #: The run's targets, once :meth:`set_targets` has told them.
+    targets: list[str] | None = None
+
+    def set_targets(self, targets: Sequence[str]) -> None:
+        """
+        Learn the targets of this run before :meth:`begin`: the pixels, or the shop for shop-scoped resources.
+
+        A sink that keeps each target's output apart stages, publishes and cleans up only in its
+        targets' places.
+        """
+        self.targets = list(targets)
+
+    def partition_of(self, scope: str | None) -> str | None:
+        """
+        Return the partition that rows read for ``scope`` belong to; ``None`` is the destination's only one.
+
+        The default keeps every row in one partition.
+
+        :param scope: the target the rows were read for (the pixel), or ``None`` for shop-scoped resources.
+        """
+        return None
 
     @abstractmethod
     def begin(self, *, resume: bool) -> None:
@@ -28,7 +58,7 @@ class Sink(ABC):
 
     @abstractmethod
     def open_part(self, number: int) -> None:
-        """Start part ``number``."""
+        """Start part ``number`` (counted within its partition)."""
 
     @abstractmethod
     def write_rows(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
@@ -39,7 +69,8 @@ class Sink(ABC):
             destination keeps records whole).
         :param scope: the target they were read for (the pixel), or ``None`` for shop-scoped
             resources. Typed rows take the resource's scope column from it (see
-            :func:`~airflow_provider_prisjakt.export.formats.typed_rows`).
+            :func:`~airflow_provider_prisjakt.export.formats.typed_rows`); every record of one part
+            has the same :meth:`partition_of` its scope.
         """
 
     @abstractmethod

@@ -4,7 +4,9 @@ File destinations of an export: S3, GCS and a local folder.
 They share :class:`ObjectStoreSink`, which owns the file parameters (format, compression, rows per
 part) and the staging protocol; each store supplies five storage primitives. Every sink stages
 what a run writes and publishes it only in :meth:`Sink.commit`, so a failed run leaves the
-destination as it was and a re-run of the same window replaces the previous output.
+destination as it was and a re-run of the same window replaces the previous output. Output is laid
+out one folder per pixel (see :mod:`~airflow_provider_prisjakt.export.sinks.layout`), and a sink
+touches only its own targets' folders.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +23,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_prisjakt.exceptions import PrisjaktError
 from airflow_provider_prisjakt.export.formats import PartFile, PartWriter, file_digest, open_part_writer, part_name
 from airflow_provider_prisjakt.export.sinks import Sink
+from airflow_provider_prisjakt.export.sinks.layout import (
+    MANIFEST_NAME,
+    STAGING_DIR,
+    folder_manifests,
+    partition_folder,
+    stale_parts,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -35,23 +43,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "_manifest.json"
-STAGING_DIR = "_staging"
 DEFAULT_ROWS_PER_PART = 1_000_000
-PART_PATTERN = re.compile(r"^part-\d{5}\.(jsonl|csv)(\.gz)?$|^part-\d{5}\.parquet$")
 
 
 class ObjectStoreSink(Sink):
     """
     A sink writing part files under a prefix of an object store or folder.
 
-    Parts are written to a local spool file, uploaded to ``<prefix>/_staging/`` when finished, and
-    at commit copied to ``<prefix>/part-NNNNN.<ext>``; parts of an earlier, longer run are then
-    deleted and ``_manifest.json`` (rows, parts and their SHA-256) is written last, so a reader can
-    tell a complete window from a half-written one.
+    Rows read for a pixel go to that pixel's folder, ``<prefix>/pixel_id=<id>/``; rows of
+    shop-scoped resources to ``<prefix>/``. In each folder, parts are written to a local spool file,
+    uploaded to ``_staging/`` when finished, and at commit copied to ``part-NNNNN.<ext>``; parts of
+    an earlier, longer run are then deleted and ``_manifest.json`` (the folder's rows, parts and
+    their SHA-256) is written last, so a reader can tell a complete window from a half-written one.
+    Every target gets its folder and manifest, with no parts if it had no rows.
 
     :param prefix: the folder-like prefix of the window's output.
-    :param resource: the resource exported.
+    :param resource: the resource exported; its scope column names the pixel folders.
     :param file_format: the format of the part files.
     :param compression: their compression, or ``None``.
     :param extracted_at: the ``_extracted_at`` value of this run.
@@ -79,6 +86,7 @@ class ObjectStoreSink(Sink):
         self.spool_dir = spool_dir
         self._writer: PartWriter | None = None
         self._part_name: str | None = None
+        self._part_folder: str | None = None
 
     # Storage primitives, keyed by full object keys.
     @abstractmethod
@@ -101,21 +109,42 @@ class ObjectStoreSink(Sink):
     def delete_keys(self, keys: Iterable[str]) -> None:
         """Delete objects; missing ones are ignored."""
 
-    def key(self, *names: str) -> str:
-        """Return the full key of a name below the prefix."""
+    def key(self, *names: str | None) -> str:
+        """Return the full key of a name below the prefix; ``None`` (the prefix's own folder) is skipped."""
         return "/".join(part for part in (self.prefix, *names) if part)
 
-    def _staged(self) -> list[str]:
-        return self.list_keys(self.key(STAGING_DIR) + "/")
+    # -- layout ------------------------------------------------------------------------------------
+
+    def partition_of(self, scope: str | None) -> str | None:
+        """Return the folder of rows read for ``scope``: ``pixel_id=<id>``, or ``None`` (the prefix) for shop-scoped rows."""
+        column = self.resource.scope_column
+        if scope is None or column is None:
+            return None
+        return partition_folder(column, scope)
+
+    def folders(self) -> dict[str | None, list[str]]:
+        """Return this run's folders, each with its targets: one per pixel, or the prefix (``None``) for the shop."""
+        if self.targets is None:
+            raise RuntimeError("set_targets must be called before the sink stages or publishes")
+        if self.resource.scope_column is None:
+            return {None: self.targets}
+        return {self.partition_of(target): [target] for target in self.targets}
+
+    def _staged(self, folder: str | None) -> list[str]:
+        return self.list_keys(self.key(folder, STAGING_DIR) + "/")
+
+    # -- the run -----------------------------------------------------------------------------------
 
     def begin(self, *, resume: bool) -> None:
-        """Drop staged parts of a failed earlier attempt, unless resuming this one."""
+        """Drop what a failed earlier attempt staged in this run's folders, unless resuming this one."""
         if not resume:
-            self.delete_keys(self._staged())
+            for folder in self.folders():
+                self.delete_keys(self._staged(folder))
 
     def open_part(self, number: int) -> None:
-        """Start a local spool file for part ``number``."""
+        """Start a local spool file for part ``number`` (of the folder its rows go to)."""
         self._part_name = part_name(number, self.file_format, self.compression)
+        self._part_folder = None
         path = os.path.join(self.spool_dir, self._part_name)
         self._writer = open_part_writer(self.file_format, path, self.resource, self.extracted_at, self.compression)
 
@@ -126,43 +155,47 @@ class ObjectStoreSink(Sink):
 
     def write_rows(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
         """Append records to the spool file."""
-        self._open_writer().write(records, scope)
+        writer = self._open_writer()
+        folder = self.partition_of(scope)
+        if writer.rows and folder != self._part_folder:
+            raise RuntimeError("A part holds the rows of one folder; the export loop closes it before the next")
+        self._part_folder = folder
+        writer.write(records, scope)
 
     def close_part(self) -> dict[str, Any]:
-        """Finish the spool file, upload it to the staging area and remove it locally."""
+        """Finish the spool file, upload it to its folder's staging area and remove it locally."""
         writer = self._open_writer()
         writer.close()
         size, sha256 = file_digest(writer.path)
         part = PartFile(self._part_name or "", writer.path, writer.rows, size, sha256)
-        self.upload_file(part.path, self.key(STAGING_DIR, part.name))
+        self.upload_file(part.path, self.key(self._part_folder, STAGING_DIR, part.name))
         os.remove(part.path)
         self._writer = None
         return part.manifest_entry()
 
     def commit(self, manifest: dict[str, Any]) -> None:
-        """Publish the staged parts, delete stale parts, then write the manifest last."""
+        """Publish each folder of the run in turn (see :meth:`publish`), with its share of ``manifest``."""
+        for folder, folder_manifest in folder_manifests(manifest, self.folders()).items():
+            self.publish(folder, folder_manifest)
+
+    def publish(self, folder: str | None, manifest: dict[str, Any]) -> None:
+        """Publish one folder: copy its staged parts, delete its stale parts, then write its manifest last."""
         names = [part["name"] for part in manifest["parts"]]
-        # Readers trust the manifest: drop the old one first, so a window is never both old and new.
-        self.delete_keys([self.key(MANIFEST_NAME)])
+        # Readers trust the manifest: drop the old one first, so a folder is never both old and new.
+        self.delete_keys([self.key(folder, MANIFEST_NAME)])
         for name in names:
-            self.copy_object(self.key(STAGING_DIR, name), self.key(name))
-        keep = set(names)
-        folder = self.key() + "/" if self.prefix else ""
-        stale = []
-        for key in self.list_keys(folder):
-            name = key[len(folder) :]
-            if "/" not in name and PART_PATTERN.match(name) and name not in keep:
-                stale.append(key)
-        self.delete_keys(stale)
-        self.upload_text(json.dumps(manifest, indent=2, sort_keys=True), self.key(MANIFEST_NAME))
-        self.delete_keys(self._staged())
+            self.copy_object(self.key(folder, STAGING_DIR, name), self.key(folder, name))
+        listed = self.key(folder) + "/" if self.key(folder) else ""
+        self.delete_keys(stale_parts(listed, self.list_keys(listed), set(names)))
+        self.upload_text(json.dumps(manifest, indent=2, sort_keys=True), self.key(folder, MANIFEST_NAME))
+        self.delete_keys(self._staged(folder))
 
     def abort(self) -> None:
         """
-        Delete the local spool file and everything staged by this run.
+        Delete the local spool file and everything staged in this run's folders.
 
         Best effort: when the store itself is failing, the error that led here stays the one raised,
-        and the next run's :meth:`begin` removes what is left in the staging area.
+        and the next run's :meth:`begin` removes what is left in the staging areas.
         """
         if self._writer is not None:
             try:
@@ -172,14 +205,10 @@ class ObjectStoreSink(Sink):
                     os.remove(self._writer.path)
                 self._writer = None
         try:
-            self.delete_keys(self._staged())
+            for folder in self.folders():
+                self.delete_keys(self._staged(folder))
         except Exception:
-            log.warning(
-                "Could not remove the parts staged under %s/%s; the next run removes them",
-                self.describe(),
-                STAGING_DIR,
-                exc_info=True,
-            )
+            log.warning("Could not remove the parts staged under %s; the next run does", self.describe(), exc_info=True)
 
 
 class LocalFolderSink(ObjectStoreSink):
@@ -226,7 +255,7 @@ class LocalFolderSink(ObjectStoreSink):
         return sorted(keys)
 
     def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete files; missing ones are ignored, and sub-folders of the prefix left empty go too."""
+        """Delete files; missing ones are ignored, and folders below the prefix left empty go too."""
         top = os.path.normpath(self._path(self.prefix))
         folders = set()
         for key in keys:
@@ -234,11 +263,15 @@ class LocalFolderSink(ObjectStoreSink):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
             folders.add(os.path.dirname(path))
-        # Object stores have no folders: an emptied _staging/ must not outlive its objects here either.
+        # Object stores have no folders: an emptied _staging/ (or pixel folder) must not outlive its
+        # objects here either. The prefix itself stays, and so does any folder still holding something.
         for folder in sorted(folders, key=len, reverse=True):
-            if folder.startswith(top + os.sep):
-                with contextlib.suppress(OSError):
+            while folder.startswith(top + os.sep):
+                try:
                     os.rmdir(folder)
+                except OSError:
+                    break
+                folder = os.path.dirname(folder)
 
     def describe(self) -> str:
         """Return ``file://<root>/<prefix>``."""

@@ -1,6 +1,6 @@
 """
-What differs between the SQL databases a table can be written to: identifiers, types, values,
-catalog queries, upserts, the bulk load and the table's URI.
+What differs between the SQL databases a table can be written to: quoting, types, values, catalog
+queries, locks, upserts, the bulk load and the table's URI.
 
 One class per database, registered by the connection types that reach it (:data:`DIALECTS`);
 :func:`dialect_for` picks one. No method here opens a connection: each takes the cursor it acts on.
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_prisjakt.api.resources import ColumnKind
-from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
+from airflow_provider_prisjakt.export.sinks.sql.identifiers import lock_name, lock_number
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
@@ -24,30 +24,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_prisjakt.api.resources import Column
 
-# -- identifiers ----------------------------------------------------------------------------------
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-#: The shortest identifier limit of the supported databases (PostgreSQL's; MySQL allows 64).
-MAX_IDENTIFIER_LENGTH = 63
-
-
-def check_identifier(value: Any, field: str) -> None:
-    """
-    Refuse a table or schema name that is not a plain SQL identifier.
-
-    Names are quoted in every statement, but only plain names (letters, digits and ``_``, at most
-    63 characters, not starting with a digit) are accepted, so a name can never carry SQL.
-
-    :param value: the name.
-    :param field: the parameter it came from, for the message.
-    :raises PrisjaktConfigError: when the name is not a plain identifier.
-    """
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
-        raise PrisjaktConfigError(
-            f"{field} must be a plain SQL identifier (letters, digits and _, at most 63 characters, "
-            f"not starting with a digit), got {value!r}"
-        )
-
+#: How long a writer waits for another export's lock on the same table (or SQLite database).
+LOCK_WAIT_SECONDS = 600
 
 # -- values ---------------------------------------------------------------------------------------
 
@@ -80,6 +58,11 @@ def _group_keys(rows: Sequence[Sequence[Any]]) -> list[frozenset[str]]:
     return [frozenset(columns) for columns in grouped.values()]
 
 
+def _starting_with(rows: Sequence[Sequence[Any]], prefix: str) -> dict[str, str | None]:
+    # Catalog comparisons may ignore case (MySQL); staging names are compared exactly here.
+    return {str(name): label for name, label in rows if str(name).startswith(prefix)}
+
+
 def _csv_field(value: Any) -> str:
     # PostgreSQL CSV: an unquoted empty field is NULL, a quoted one is an empty string.
     if value is None:
@@ -110,6 +93,9 @@ class SqlDialect:
     table_options: ClassVar[str] = ""
     #: How a Python value of a kind is passed to the driver (unchanged when absent).
     adapters: ClassVar[Mapping[ColumnKind, Callable[[Any], Any]]] = {}
+    #: Whether staging commits after each batch rather than once per part: SQLite locks the whole
+    #: database while a transaction writes, so other exports get their turn between pages.
+    commit_every_batch: ClassVar[bool] = False
 
     def quote(self, name: str) -> str:
         """Quote an identifier."""
@@ -140,6 +126,21 @@ class SqlDialect:
 
     def start_transaction(self, cursor: Any) -> None:
         """Open a transaction explicitly where the driver does not open one by itself."""
+
+    def lock_target(self, cursor: Any, key: str) -> None:
+        """Open a transaction holding the lock of target ``key``: one export at a time creates or loads it."""
+        raise NotImplementedError
+
+    def release_target(self, cursor: Any, key: str) -> None:
+        """Release what :meth:`lock_target` took that the end of the transaction does not."""
+
+    def labelled(self, create: str, table: str, label: str) -> list[str]:
+        """Return the statements running ``create`` and labelling the table (``label`` holds no quotes)."""
+        return [create, f"COMMENT ON TABLE {table} IS '{label}'"]
+
+    def staging_labels(self, cursor: Any, schema: str | None, prefix: str) -> dict[str, str | None]:
+        """Return the tables whose names start with ``prefix``, with their labels (comments)."""
+        raise NotImplementedError
 
     def table_exists(self, cursor: Any, schema: str | None, table: str) -> bool:
         """Return whether the table exists."""
@@ -192,6 +193,20 @@ class PostgresDialect(SqlDialect):
             (self.qualified(schema, table),),
         )
         return _group_keys(cursor.fetchall())
+
+    def lock_target(self, cursor: Any, key: str) -> None:
+        """A transaction-level advisory lock: released by the commit or rollback."""
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_number(key),))
+
+    def staging_labels(self, cursor: Any, schema: str | None, prefix: str) -> dict[str, str | None]:
+        """Read names and comments from ``pg_class``."""
+        cursor.execute(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+            "AND n.nspname = COALESCE(%s, current_schema()) AND strpos(c.relname::text, %s) = 1",
+            (schema, prefix),
+        )
+        return _starting_with(cursor.fetchall(), prefix)
 
     def upsert_clause(self, target: str, key: Sequence[str], others: Sequence[str]) -> str:
         """``ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c``."""
@@ -255,6 +270,30 @@ class MySqlDialect(SqlDialect):
         )
         return _group_keys(cursor.fetchall())
 
+    def lock_target(self, cursor: Any, key: str) -> None:
+        """Take a named lock (``GET_LOCK``); it outlives DDL's implicit commits, so release it explicitly."""
+        cursor.execute("SELECT GET_LOCK(%s, %s)", (lock_name(key), LOCK_WAIT_SECONDS))
+        if cursor.fetchone()[0] != 1:
+            raise PrisjaktError(f"Another export held the lock on this table for more than {LOCK_WAIT_SECONDS} s")
+
+    def release_target(self, cursor: Any, key: str) -> None:
+        """``RELEASE_LOCK`` (closing the connection would too)."""
+        cursor.execute("SELECT RELEASE_LOCK(%s)", (lock_name(key),))
+        cursor.fetchall()
+
+    def labelled(self, create: str, table: str, label: str) -> list[str]:
+        """The label as the ``COMMENT`` table option."""
+        return [f"{create} COMMENT='{label}'"]
+
+    def staging_labels(self, cursor: Any, schema: str | None, prefix: str) -> dict[str, str | None]:
+        """Read names and comments from ``information_schema.TABLES``."""
+        cursor.execute(
+            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND LEFT(TABLE_NAME, %s) = %s",
+            (schema, len(prefix), prefix),
+        )
+        return _starting_with(cursor.fetchall(), prefix)
+
     def upsert_clause(self, target: str, key: Sequence[str], others: Sequence[str]) -> str:
         """``ON DUPLICATE KEY UPDATE c = VALUES(c)`` (understood by MySQL and MariaDB alike)."""
         updates = ", ".join(f"{target}.{self.quote(c)} = VALUES({self.quote(c)})" for c in others)
@@ -275,6 +314,7 @@ class SqliteDialect(SqlDialect):
         ColumnKind.JSON: "TEXT",
     }
     adapters = {ColumnKind.TIMESTAMP: _iso_utc, ColumnKind.DATE: _iso_date, ColumnKind.DECIMAL: _text}
+    commit_every_batch = True
 
     def table_uri(self, conn: Connection, schema: str | None, table: str) -> str:
         """``sqlite:///abs/path/file.db/schema.table``; ``main`` is SQLite's own database."""
@@ -282,17 +322,35 @@ class SqliteDialect(SqlDialect):
         return f"sqlite://{path}/{schema or 'main'}.{table}"
 
     def prepare(self, hook: DbApiHook, conn: Any) -> None:
-        """Leave transactions to explicit ``BEGIN``/``COMMIT``, whatever the statement."""
+        """Leave transactions to explicit ``BEGIN``/``COMMIT``; wait for other writers rather than fail."""
         conn.isolation_level = None
+        conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_SECONDS * 1000}")
 
     def start_transaction(self, cursor: Any) -> None:
         """``BEGIN IMMEDIATE``: take the write lock now rather than fail on it half-way."""
         cursor.execute("BEGIN IMMEDIATE")
 
+    def lock_target(self, cursor: Any, key: str) -> None:
+        """``BEGIN IMMEDIATE``: the database's write lock serializes every writer already."""
+        self.start_transaction(cursor)
+
+    def labelled(self, create: str, table: str, label: str) -> list[str]:
+        """The label as a comment inside ``CREATE TABLE``, which SQLite keeps in ``sqlite_master.sql``."""
+        return [create.replace("(", f"(/* {label} */ ", 1)]
+
+    def master(self, schema: str | None) -> str:
+        """Return the catalog (``sqlite_master``) of the main or an attached database."""
+        return f"{self.quote(schema)}.sqlite_master" if schema else "sqlite_master"
+
+    def staging_labels(self, cursor: Any, schema: str | None, prefix: str) -> dict[str, str | None]:
+        """Read names and ``CREATE`` statements (holding the label) from ``sqlite_master``."""
+        sql = f"SELECT name, sql FROM {self.master(schema)} WHERE type = 'table' AND substr(name, 1, ?) = ?"
+        cursor.execute(sql, (len(prefix), prefix))
+        return _starting_with(cursor.fetchall(), prefix)
+
     def table_exists(self, cursor: Any, schema: str | None, table: str) -> bool:
         """Look the table up in ``sqlite_master`` of the (attached) database."""
-        master = f"{self.quote(schema)}.sqlite_master" if schema else "sqlite_master"
-        cursor.execute(f"SELECT COUNT(*) FROM {master} WHERE type = 'table' AND name = ?", (table,))
+        cursor.execute(f"SELECT COUNT(*) FROM {self.master(schema)} WHERE type = 'table' AND name = ?", (table,))
         return bool(cursor.fetchone()[0])
 
     def unique_keys(self, cursor: Any, schema: str | None, table: str) -> list[frozenset[str]]:

@@ -4,55 +4,35 @@ A sink writing one window's rows into a SQL table through a staging table beside
 Rows are bulk-loaded into staging as pages arrive. The target is touched only at the end, in one
 transaction (what the write disposition runs: delete the window and/or insert or upsert from
 staging), so a run that fails half-way leaves the target exactly as it was, and a re-run of a
-window replaces what the last run wrote.
+window replaces what the last run wrote. The staging table belongs to one task instance (see
+:mod:`~airflow_provider_prisjakt.export.sinks.sql.staging`), so exports of other pixels into the
+same table never touch it; creating and loading the target take a lock, one export at a time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.api.windows import to_utc
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
 from airflow_provider_prisjakt.export.formats import typed_rows
 from airflow_provider_prisjakt.export.sinks import Sink
-from airflow_provider_prisjakt.export.sinks.sql.dialects import MAX_IDENTIFIER_LENGTH
 from airflow_provider_prisjakt.export.sinks.sql.dispositions import Load, strategy_for
+from airflow_provider_prisjakt.export.sinks.sql.staging import StagingLabel, leftovers
 
 if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
     from airflow_provider_prisjakt.api.resources import Resource
-    from airflow_provider_prisjakt.export.sinks.sql.dialects import SqlDialect
+    from airflow_provider_prisjakt.export.sinks.sql.database import SqlDatabase
     from airflow_provider_prisjakt.export.sinks.sql.dispositions import WriteDisposition
+    from airflow_provider_prisjakt.export.sinks.sql.staging import StagingKey
 
 log = logging.getLogger(__name__)
 
-STAGING_PREFIX = "_pj_stage_"
 DEFAULT_BATCH_SIZE = 5000
-
-
-def staging_table_name(table: str, schema: str | None, resource: str, window: tuple[datetime, datetime] | None) -> str:
-    """
-    Return the staging table of one window's load into ``schema.table``.
-
-    The name is deterministic, so a resumed run finds the rows it staged before a deferral, and
-    differs per window, so concurrent runs of different windows into one table never share it.
-
-    :param table: the target table.
-    :param schema: its schema, or ``None``.
-    :param resource: the resource's name.
-    :param window: the exported window, or ``None``.
-    """
-    key = "|".join(
-        [schema or "", table, resource, *(moment.isoformat() for moment in window or ())],
-    )
-    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:8]
-    room = MAX_IDENTIFIER_LENGTH - len(STAGING_PREFIX) - len(digest) - 1
-    return f"{STAGING_PREFIX}{table[:room]}_{digest}"
 
 
 def _one_line(err: Exception) -> str:
@@ -62,18 +42,19 @@ def _one_line(err: Exception) -> str:
 
 class SqlSink(Sink):
     """
-    A sink writing one window's rows into a SQL table through a staging table.
+    A sink writing one window's rows into a SQL table through a staging table of its own.
 
     :meth:`begin` creates the target (if allowed and missing) and an empty staging table;
     :meth:`write_rows` bulk-loads rows into staging; :meth:`commit` moves them into the target in
-    one transaction and drops staging; :meth:`abort` drops staging, leaving the target untouched.
-    A table takes the whole run as one part.
+    one transaction, drops staging and the leftovers of earlier runs of the same task for the same
+    window; :meth:`abort` drops staging, leaving the target untouched. A table takes the whole run
+    as one part.
 
-    :param hook: the common-sql hook of the database.
-    :param dialect: the database's :class:`SqlDialect`.
+    :param database: the database (its hook and dialect).
     :param table: the target table.
     :param schema: its schema (MySQL: database; SQLite: attached database), or ``None``.
-    :param staging_table: the staging table's name, in the same schema.
+    :param staging_key: whose staging table this run writes (its task instance, or its targets and window).
+    :param window: the exported window, recorded on the staging table.
     :param resource: the resource exported.
     :param write_disposition: what the load does with the rows already in the table.
     :param create_table: create the target table when it does not exist.
@@ -85,11 +66,11 @@ class SqlSink(Sink):
     def __init__(
         self,
         *,
-        hook: DbApiHook,
-        dialect: SqlDialect,
+        database: SqlDatabase,
         table: str,
         schema: str | None,
-        staging_table: str,
+        staging_key: StagingKey,
+        window: tuple[datetime, datetime],
         resource: Resource,
         write_disposition: WriteDisposition,
         create_table: bool,
@@ -97,11 +78,13 @@ class SqlSink(Sink):
         extracted_at: datetime,
         uri: str,
     ) -> None:
-        self.hook = hook
-        self.dialect = dialect
+        self.database = database
+        self.dialect = dialect = database.dialect
         self.table = table
         self.schema = schema
-        self.staging_table = staging_table
+        self.staging_key = staging_key
+        self.window = window
+        self.staging_table = staging_key.table_name(table)
         self.resource = resource
         self.write_disposition = write_disposition
         self.strategy = strategy_for(write_disposition)
@@ -110,7 +93,7 @@ class SqlSink(Sink):
         self.extracted_at = extracted_at
         self.uri = uri
         self.target = dialect.qualified(schema, table)
-        self.staging = dialect.qualified(schema, staging_table)
+        self.staging = dialect.qualified(schema, self.staging_table)
         self.columns = resource.column_names
         self._adapters = [dialect.adapter(column.kind) for column in resource.all_columns]
         self._conn: Any = None
@@ -124,16 +107,10 @@ class SqlSink(Sink):
 
     # -- connection ------------------------------------------------------------------------------
 
-    def _connect(self) -> Any:
-        conn = self.hook.get_conn()
-        self.dialect.prepare(self.hook, conn)
-        return conn
-
     def _connection(self) -> Any:
-        """The connection staging rows are written through, with a transaction open."""
+        """The connection staging rows are written through."""
         if self._conn is None:
-            self._conn = self._connect()
-            self.dialect.start_transaction(self._conn.cursor())
+            self._conn = self.database.connect()
         return self._conn
 
     def _close(self) -> None:
@@ -143,6 +120,35 @@ class SqlSink(Sink):
                 conn.rollback()
             finally:
                 conn.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[Any]:
+        """A cursor in a transaction holding the target's lock: committed at the end, rolled back on an error."""
+        conn = self.database.connect()
+        cursor = conn.cursor()
+        try:
+            self.dialect.lock_target(cursor, self.target)
+            yield cursor
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                log.warning("Rolling back the transaction on %s failed", self.table_name, exc_info=True)
+            raise
+        finally:
+            try:
+                self.dialect.release_target(cursor, self.target)
+            except Exception:  # closing the connection releases it too
+                log.warning("Releasing the lock on %s failed", self.table_name, exc_info=True)
+            conn.close()
+
+    def _drop(self, names: Sequence[str]) -> None:
+        """Drop staging tables beside the target; best effort, logged."""
+        try:
+            self.database.drop_tables(self.schema, names)
+        except Exception:
+            log.warning("Could not drop %s; drop_stale_staging_tables() removes them later", names, exc_info=True)
 
     # -- DDL -------------------------------------------------------------------------------------
 
@@ -161,14 +167,14 @@ class SqlSink(Sink):
 
     def begin(self, *, resume: bool) -> None:
         """
-        Create the target if needed, check it suits the write disposition, and prepare staging.
+        Create the target if needed, check it suits the write disposition, and prepare staging: a
+        fresh run replaces this task instance's staging table, a resumed one adopts it.
 
         :raises PrisjaktConfigError: when the target is missing and ``create_table`` is off, or
             ``merge`` meets a target without a primary key or unique index on the resource's key.
+        :raises PrisjaktError: when a resumed run's staging table is gone.
         """
-        conn = self._connect()
-        try:
-            cursor = conn.cursor()
+        with self._locked() as cursor:
             if not self.dialect.table_exists(cursor, self.schema, self.table):
                 if not self.create_table:
                     raise PrisjaktConfigError(
@@ -179,18 +185,19 @@ class SqlSink(Sink):
             key = frozenset(self.resource.primary_key)
             self._has_key = key in self.dialect.unique_keys(cursor, self.schema, self.table)
             self.strategy.check_target(self.resource, self.table_name, has_key=self._has_key)
-            if not resume:
-                cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
-            cursor.execute(self.create_table_sql(self.staging, with_key=False))
-            conn.commit()
-        except BaseException:
-            try:
-                conn.rollback()
-            except Exception:
-                log.warning("Rolling back the preparation of %s failed", self.table_name, exc_info=True)
-            raise
-        finally:
-            conn.close()
+            if resume:
+                if not self.dialect.table_exists(cursor, self.schema, self.staging_table):
+                    raise PrisjaktError(
+                        f"The staging table {self.staging_table} of this export is gone, so the rows it staged "
+                        f"before pausing are lost; {self.table_name} is unchanged, and a retry of the task "
+                        "exports the window again"
+                    )
+                return
+            cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
+            label = StagingLabel(window=self.window, created=datetime.now(UTC)).to_text()
+            create = self.create_table_sql(self.staging, with_key=False)
+            for statement in self.dialect.labelled(create, self.staging, label):
+                cursor.execute(statement)
 
     # -- staging ---------------------------------------------------------------------------------
 
@@ -213,10 +220,16 @@ class SqlSink(Sink):
             tuple(adapt(value) for adapt, value in zip(adapters, row, strict=True))
             for row in typed_rows(self.resource, records, self.extracted_at, scope)
         ]
+        short = self.dialect.commit_every_batch
         try:
-            cursor = self._connection().cursor()
+            conn = self._connection()
+            cursor = conn.cursor()
+            if short:
+                self.dialect.start_transaction(cursor)
             for offset in range(0, len(rows), self.batch_size):
                 self.dialect.bulk_insert(cursor, self.staging, self.columns, rows[offset : offset + self.batch_size])
+            if short:
+                conn.commit()
         except Exception as err:
             raise self._staging_failed(err) from err
         self._part_rows += len(rows)
@@ -253,39 +266,59 @@ class SqlSink(Sink):
 
     def commit(self, manifest: dict[str, Any]) -> None:
         """
-        Move the staged rows into the target in one transaction, then drop staging.
+        Move the staged rows into the target in one transaction, then drop staging, and the staging
+        tables that earlier runs of this task left for this window (they can no longer resume).
 
-        :raises PrisjaktError: when the database refuses; the transaction is rolled back, so the
-            target is as it was.
+        :raises PrisjaktError: when the database refuses, or staging does not hold the rows the
+            export wrote; the transaction is rolled back, so the target is as it was.
         """
         self._close()
-        conn = self._connect()
+        rows = manifest.get("rows", 0)
         try:
-            cursor = conn.cursor()
-            self.dialect.start_transaction(cursor)
-            for statement, parameters in self.strategy.statements(self.load_of(manifest)):
-                cursor.execute(statement, parameters)
-            if self.dialect.transactional_ddl:
-                cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
-            conn.commit()
+            with self._locked() as cursor:
+                cursor.execute(f"SELECT COUNT(*) FROM {self.staging}")
+                staged = cursor.fetchone()[0]
+                if staged != rows:
+                    raise PrisjaktError(
+                        f"The staging table {self.staging_table} holds {staged} rows but the export wrote {rows}, "
+                        f"so nothing was loaded and {self.table_name} is unchanged; a retry of the task exports "
+                        "the window again"
+                    )
+                for statement, parameters in self.strategy.statements(self.load_of(manifest)):
+                    cursor.execute(statement, parameters)
+                if self.dialect.transactional_ddl:
+                    cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
+        except PrisjaktError:
+            raise
         except Exception as err:
-            try:
-                conn.rollback()
-            except Exception:
-                log.warning("Rolling back the load into %s failed", self.table_name, exc_info=True)
-            conn.close()
             raise PrisjaktError(
-                f"Loading {manifest.get('rows', 0)} rows into {self.table_name} ({self.write_disposition}) failed "
+                f"Loading {rows} rows into {self.table_name} ({self.write_disposition}) failed "
                 f"and was rolled back, so the table is unchanged: {_one_line(err)}"
                 f"{self.strategy.failure_hint(has_key=self._has_key)}"
             ) from err
+        log.info("Loaded %s rows into %s (%s)", rows, self.table_name, self.write_disposition)
+        if not self.dialect.transactional_ddl:
+            # MySQL commits implicitly on DDL, so staging goes only once the load is committed.
+            self._drop([self.staging_table])
+        self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """Drop the staging tables other runs of this task left for this window; best effort, logged."""
+        prefix = self.staging_key.group_prefix(self.table)
         try:
-            if not self.dialect.transactional_ddl:
-                # MySQL commits implicitly on DDL, so staging goes only once the load is committed.
-                conn.cursor().execute(f"DROP TABLE IF EXISTS {self.staging}")
-        finally:
-            conn.close()
-        log.info("Loaded %s rows into %s (%s)", manifest.get("rows", 0), self.table_name, self.write_disposition)
+            conn = self.database.connect()
+            try:
+                labels = self.dialect.staging_labels(conn.cursor(), self.schema, prefix)
+                conn.commit()
+            finally:
+                conn.close()
+        except Exception:
+            log.warning("Could not look for leftover staging tables of %s", self.table_name, exc_info=True)
+            return
+        names = leftovers(labels, self.staging_table, prefix, self.window)
+        if names:
+            log.info("Dropping %s staging table(s) that earlier runs of this task left: %s", len(names), names)
+            self._drop(names)
 
     def abort(self) -> None:
         """Drop the staging table; best effort, so the error that led here stays the one raised."""
@@ -293,15 +326,7 @@ class SqlSink(Sink):
             self._close()
         except Exception:
             log.warning("Closing the connection to %s failed", self.table_name, exc_info=True)
-        try:
-            conn = self._connect()
-            try:
-                conn.cursor().execute(f"DROP TABLE IF EXISTS {self.staging}")
-                conn.commit()
-            finally:
-                conn.close()
-        except Exception:
-            log.warning("Could not drop the staging table %s; the next run drops it", self.staging_table, exc_info=True)
+        self._drop([self.staging_table])
 
     def describe(self) -> str:
         """Return the table as a URI, without credentials."""

@@ -1,4 +1,4 @@
-"""RequestCycle: what each answer to a try means, for both transport loops; answers are built by hand."""
+"""The transport's RequestCycle: what each answer to a try means, for both loops; answers are built by hand."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from airflow_provider_prisjakt.client.budget import RequestBudget
-from airflow_provider_prisjakt.client.cycle import MAX_REDIRECTS, Call, Received, RequestCycle, RequestStats, Step
-from airflow_provider_prisjakt.client.retry import RetryPolicy
+from airflow_provider_prisjakt.client.budget import RequestBudget, RequestStats
+from airflow_provider_prisjakt.client.retry import Call, Received, RetryPolicy, Step
+from airflow_provider_prisjakt.client.transport import MAX_REDIRECTS, RequestCycle
 from airflow_provider_prisjakt.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,
