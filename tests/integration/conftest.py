@@ -63,4 +63,5 @@ def sandbox_hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookFactory]:
 # The object-store services and stores, for every test module in this folder. Imported last:
 # conftest_services itself uses ``connect`` from this module.
 pytest.register_assert_rewrite("tests.integration.conftest_services")
+from tests.integration.airflow_cluster import airflow_cluster  # noqa: E402, F401
 from tests.integration.conftest_services import gcs_service, gcs_store, moto_service, s3_store  # noqa: E402, F401

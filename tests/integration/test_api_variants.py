@@ -116,20 +116,17 @@ class Cell:
 
 
 def by_pixel(rows: list[tuple[str, str]]) -> dict[str, list[str]]:
-    """``{pixel: sorted ids}`` from ``(id, pixel)`` rows; a pixel without rows maps to ``[]``."""
+    """``{pixel: sorted ids}`` from ``(id, pixel)`` rows; a pixel without rows is left out."""
     ids: dict[str, list[str]] = {}
     for row_id, pixel in rows:
         ids.setdefault(pixel, []).append(row_id)
     return {pixel: sorted(found) for pixel, found in ids.items()}
 
 
-def local_folder_export(
-    cell: Cell, resource: Resource, start: datetime, end: datetime, pixel: str | None = None
-) -> tuple[Path, dict]:
-    """Export ``resource`` of ``[start, end)`` (the shop's, or one pixel's) as CSV parts into a fresh folder."""
-    root, spool = cell.folder("out"), cell.folder("spool")
-    spool.mkdir()
-    sink = LocalFolderSink(
+def csv_sink(resource: Resource, root: Path, spool: Path) -> LocalFolderSink:
+    """A local-folder sink writing ``resource`` as CSV parts (typed columns: the pixel each row was read for)."""
+    spool.mkdir(exist_ok=True)
+    return LocalFolderSink(
         root=str(root),
         prefix=resource.name,
         resource=resource,
@@ -139,6 +136,14 @@ def local_folder_export(
         spool_dir=str(spool),
         rows_per_part=100,
     )
+
+
+def local_folder_export(
+    cell: Cell, resource: Resource, start: datetime, end: datetime, pixel: str | None = None
+) -> tuple[Path, dict]:
+    """Export ``resource`` of ``[start, end)`` (the shop's, or a pixel's) to a fresh folder; return it, the manifest."""
+    root = cell.folder("out")
+    sink = csv_sink(resource, root, cell.folder("spool"))
     request = ExportRequest(resource=resource, start=start, end=end, pixel_id=pixel, shop_id=SHOP)
     return root, ExportRun(cell.hook, request, sink, extracted_at=EXTRACTED_AT).execute()
 
@@ -179,7 +184,7 @@ PATHS: dict[str, Callable[..., Read]] = {
 
 @pytest.fixture
 def cell_factory(sandbox_hook: HookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Cell]:
-    """``factory(extra, **knobs)``: a sandbox playing ``knobs`` (around midnight by default), and SQLite as ``warehouse``."""
+    """``factory(extra, **knobs)``: a sandbox with ``knobs`` (around midnight by default); SQLite is ``warehouse``."""
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{WAREHOUSE.upper()}", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "warehouse.db")})
     )
@@ -274,7 +279,8 @@ def test_an_inclusive_server_is_told_apart_once_and_its_extra_records_are_counte
     assert len(hints) == 1
     counts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped ")]
     assert counts == [
-        "Dropped 2 record(s) outside the window 2026-10-01T00:00:00Z to 2026-10-02T00:00:00Z; kept 0 without a readable event_time"
+        "Dropped 2 record(s) outside the window 2026-10-01T00:00:00Z to 2026-10-02T00:00:00Z; "
+        "kept 0 without a readable event_time"
     ]
 
 
@@ -296,17 +302,12 @@ def test_the_counts_add_up_across_a_rate_limit_pause(
     # (sent with the first day by an inclusive server) is dropped in a different run.
     cell = cell_factory({"max_inline_wait": 1}, window_bounds="inclusive", rate_limit=3, rate_window=600)
     root, spool = cell.folder("out"), cell.folder("spool")
-    spool.mkdir()
     request = ExportRequest(resource=EVENTS, start=DAY1, end=MIDNIGHT, shop_id=SHOP)
     checkpoint = None
     counts = []
     while True:
-        sink = LocalFolderSink(
-            root=str(root), prefix="events", resource=EVENTS, file_format=FileFormat.CSV, compression=None,
-            extracted_at=EXTRACTED_AT, spool_dir=str(spool), rows_per_part=100,
-        )  # fmt: skip
         hook = connect(monkeypatch, cell.sandbox, max_inline_wait=1)  # a new worker after each deferral
-        run = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=checkpoint)
+        run = ExportRun(hook, request, csv_sink(EVENTS, root, spool), extracted_at=EXTRACTED_AT, checkpoint=checkpoint)
         try:
             manifest = run.execute(pause_on_rate_limit=True)
             break
@@ -468,7 +469,8 @@ def test_a_schedule_not_starting_at_midnight_writes_whole_days_that_a_later_run_
             found = conn.execute('SELECT day, currency, purchases, total_amount FROM "summary"').fetchall()
         return {(day, currency): (purchases, Decimal(str(total))) for day, currency, purchases, total in found}
 
-    for day in (DAY1, MIDNIGHT):
+    days_touched = {DAY1: [DAY1, MIDNIGHT], MIDNIGHT: [DAY1, MIDNIGHT, DAY3]}  # by all runs so far
+    for day, touched in days_touched.items():
         start = day + timedelta(hours=2)
         operator = PrisjaktToSqlOperator(
             task_id="load",
@@ -481,13 +483,14 @@ def test_a_schedule_not_starting_at_midnight_writes_whole_days_that_a_later_run_
         )
         operator.execute(NO_CONTEXT)
         # Every day the run touched is whole, the last one included, before the next run comes.
-        assert table() == expected_days(cell.sandbox, pixel, [DAY1 + n * ONE_DAY for n in range(2 + (day > DAY1))])
+        assert table() == expected_days(cell.sandbox, pixel, touched)
     with closing(sqlite3.connect(database)) as conn:
         assert conn.execute('SELECT DISTINCT complete FROM "summary"').fetchall() == [(1,)]
 
     widened = [r.getMessage() for r in caplog.records if "cover whole UTC days" in r.getMessage()]
     assert widened[0].endswith(
-        "the window 2026-10-01T02:00:00Z to 2026-10-02T02:00:00Z is read as 2026-10-01T00:00:00Z to 2026-10-03T00:00:00Z"
+        "the window 2026-10-01T02:00:00Z to 2026-10-02T02:00:00Z "
+        "is read as 2026-10-01T00:00:00Z to 2026-10-03T00:00:00Z"
     )
     assert len(widened) == 2
 

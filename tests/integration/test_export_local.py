@@ -127,7 +127,7 @@ def published_records(root: Path, pixel: str | None) -> tuple[dict[str, Any], li
     """
     folder = root / PREFIX if pixel is None else pixel_folder(root, pixel)
     manifest = json.loads((folder / "_manifest.json").read_text())
-    records = []
+    records: list[dict[str, Any]] = []
     for part in manifest["parts"]:
         data = (folder / part["name"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == part["sha256"] and len(data) == part["bytes"]

@@ -10,18 +10,24 @@ as the mapped tasks of a LocalExecutor do. On Airflow 3 a real scheduler runs th
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+from tests.conftest import register_secret
 
 from .conftest import connect
 from .processes import Job, WorkerPool
-from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, warehouse  # noqa: F401
+from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, _postgres, warehouse  # noqa: F401
+
+if TYPE_CHECKING:
+    from .airflow_cluster import AirflowCluster
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +110,52 @@ def test_concurrent_exports_of_different_pixels_into_one_table_keep_every_row_on
         expected[pixels[0]] = sorted([*expected[pixels[0]], "gone-from-the-api"])
     assert rows_by_pixel(warehouse, table) == expected
     assert warehouse.staging_tables(table) == set()
+
+
+# -- under a real scheduler -----------------------------------------------------------------------
+
+
+def overlapping(times: dict[tuple[str, int], tuple[datetime | None, datetime | None]]) -> bool:
+    """Whether any two of the task instances ran at the same time."""
+    spans = sorted((start, end) for start, end in times.values() if start and end)
+    return any(later_start < end for (_, end), (later_start, _) in zip(spans, spans[1:], strict=False))
+
+
+@pytest.mark.airflow3_only
+def test_mapped_exports_of_pixels_found_at_run_time_under_a_real_scheduler_write_every_row_once(
+    airflow_cluster: AirflowCluster, module_sandbox: PrisjaktSandbox, tmp_path: Path
+) -> None:
+    postgres, postgres_connection = _postgres()
+    sqlite_path = tmp_path / "warehouse.db"
+    sqlite_connection = {"conn_type": "sqlite", "host": str(sqlite_path)}
+    warehouses = [
+        Warehouse("postgres", postgres, postgres_connection),
+        Warehouse("sqlite", sqlite3.connect(sqlite_path, isolation_level=None), sqlite_connection),
+    ]
+    table = warehouses[0].table_name()
+    warehouses[1].created.append(table)
+    register_secret(module_sandbox.client_secret)
+    airflow_cluster.set_connections(
+        {
+            "prisjakt_default": module_sandbox.connection_json(),
+            "prisjakt_test_postgres": postgres_connection,
+            "prisjakt_test_sqlite": sqlite_connection,
+        }
+    )
+    conf = {"shop_id": SHOP, "start": WINDOW[0].isoformat(), "end": WINDOW[1].isoformat(), "table": table}
+    try:
+        run = airflow_cluster.run_dag("prisjakt_test_mapped", conf)
+
+        assert run.state == "success", run
+        pixels = module_sandbox.pixel_ids(SHOP)
+        expected = api_rows_by_pixel(module_sandbox, pixels)
+        for db in warehouses:
+            assert run.final_states(f"events_to_{db.dialect}") == dict.fromkeys(range(len(pixels)), "success"), run
+            assert rows_by_pixel(db, table) == expected, db.dialect
+            assert db.staging_tables(table) == set()
+        exports = {key: span for key, span in run.times.items() if key[0].startswith("events_to_")}
+        assert overlapping(exports), f"the mapped exports ran one after the other: {exports}"
+    finally:
+        for db in warehouses:
+            db.drop_created()
+            db.conn.close()

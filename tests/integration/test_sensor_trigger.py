@@ -142,6 +142,54 @@ def test_poke_on_a_spent_budget_reads_the_429_as_zero_left_without_waiting(sandb
     assert (task._not_before - datetime.now(UTC)).total_seconds() > 25
 
 
+@pytest.mark.parametrize("reset_style", ["garbage", "past"])
+def test_poke_on_an_unreadable_reset_spends_one_request_and_comes_back_in_a_minute(
+    sandbox_on_conn: Sandboxes, reset_style: str
+) -> None:
+    sandbox = sandbox_on_conn(rate_limit=3, rate_window=600, reset_style=reset_style)
+    spend(3)
+    task = sensor(min_remaining=1)
+
+    started = time.monotonic()
+    assert task.poke({}) is False
+
+    # A hook that may not wait inline does not probe: five requests back to back would be a storm.
+    assert statuses(sandbox) == [200, 200, 200, 429]
+    assert time.monotonic() - started < 2
+    assert task._not_before is not None
+    assert 55 < (task._not_before - datetime.now(UTC)).total_seconds() <= 60
+
+
+def test_a_poke_meeting_a_503_that_asks_for_an_hour_fails_softly_and_the_next_poke_asks_again(
+    sandbox_on_conn: Sandboxes,
+) -> None:
+    sandbox = sandbox_on_conn(rate_limit=10, rate_window=30)
+    sandbox.fail_next("503", retry_after_s=3600)
+    task = sensor(min_remaining=1)
+
+    started = time.monotonic()
+    assert task.poke({}) is False
+    assert time.monotonic() - started < 2  # the worker is not held for the hour
+    assert task.poke({}) is True
+
+    assert statuses(sandbox) == [503, 200]
+
+
+def test_a_deferrable_sensor_meeting_a_503_lets_the_triggerer_ask_again_after_poke_interval(
+    sandbox_on_conn: Sandboxes,
+) -> None:
+    sandbox = sandbox_on_conn(rate_limit=10, rate_window=30)
+    sandbox.fail_next("503", retry_after_s=3600)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(min_remaining=1, deferrable=True, poke_interval=30, timeout=600).execute({})
+
+    assert statuses(sandbox) == [503]
+    reset_at = deferred.value.trigger.reset_at
+    assert reset_at is not None
+    assert 29 - SLACK < (datetime.fromisoformat(reset_at) - datetime.now(UTC)).total_seconds() <= 30
+
+
 def test_poke_succeeds_when_the_api_reports_no_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(PrisjaktHook, "get_client", lambda self: calls.append("client") or {})
@@ -451,6 +499,28 @@ async def test_trigger_rechecks_soon_after_a_passed_reset_and_polls_without_one(
     assert payload["status"] == "success"
     assert waits[0] == 0
     assert sum(waits[1:]) == pytest.approx(expected_wait, abs=0.05)
+
+
+async def test_trigger_rechecks_a_reset_in_the_past_after_growing_waits_not_every_second(
+    sandbox_on_conn: Sandboxes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = sandbox_on_conn(rate_limit=3, rate_window=600, reset_style="past")
+    spend(3)
+    waits: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 6:
+            sandbox.reset_rate_limit()  # the budget comes back, as it would after the real reset
+
+    monkeypatch.setattr(trigger_module, "asyncio", SimpleNamespace(sleep=no_sleep))
+    trigger = PrisjaktRateLimitTrigger(prisjakt_conn_id=CONN_ID, min_remaining=1, jitter_seconds=0, poll_interval=60)
+
+    payload = await first_event(trigger)
+
+    assert payload["status"] == "success"
+    assert statuses(sandbox) == [200] * 3 + [429] * 5 + [200]
+    assert waits == pytest.approx([0, 1, 2, 4, 8, 16], abs=0.05)
 
 
 def test_deferrable_sensor_waits_inline_for_a_reset_only_seconds_away(sandbox_on_conn: Sandboxes) -> None:

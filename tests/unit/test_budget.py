@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_provider_prisjakt.api.ratelimit import MAX_UNREADABLE_RESET_PROBES, Action, RateLimitStatus
+from airflow_provider_prisjakt.api.ratelimit import (
+    MAX_UNREADABLE_RESET_PROBES,
+    UNREADABLE_RESET_DEFER_SECONDS,
+    Action,
+    RateLimitStatus,
+)
 from airflow_provider_prisjakt.client.budget import MAX_RATE_LIMIT_WAITS, InProcessBackend, RequestBudget
+from airflow_provider_prisjakt.client.retry import Call, Received
+from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
 from airflow_provider_prisjakt.hooks.connection import settings_from_connection
 
 NOW = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
@@ -188,6 +195,94 @@ def test_429s_without_a_readable_reset_back_off_and_then_defer(clock: Clock) -> 
     assert decision.action is Action.DEFER
     assert decision.hint and "reset_header" in decision.hint
     assert waits[:-1] == sorted(waits[:-1]) and len(set(waits[:-1])) > 1  # growing, bounded
+
+
+UNREADABLE = {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "soon"}
+
+
+def test_429s_without_a_readable_reset_wait_one_two_four_eight_seconds_then_defer_a_minute(clock: Clock) -> None:
+    limited = budget(clock, max_inline_wait=60.0)
+    probes, decisions = 0, []
+
+    for _ in range(MAX_UNREADABLE_RESET_PROBES):
+        decisions.append(limited.after_429(UNREADABLE, probes=probes))
+        probes = decisions[-1].probes
+
+    assert [d.delay for d in decisions[:-1]] == [1.0, 2.0, 4.0, 8.0]
+    assert all(d.action is Action.WAIT for d in decisions[:-1])
+    assert decisions[-1].action is Action.DEFER
+    assert decisions[-1].resume_at == NOW + timedelta(seconds=UNREADABLE_RESET_DEFER_SECONDS)
+
+
+@pytest.mark.parametrize("max_inline_wait", [0.0, 0.5])
+def test_a_worker_that_may_not_wait_between_probes_defers_at_once_on_an_unreadable_reset(
+    clock: Clock, max_inline_wait: float
+) -> None:
+    # A sensor's hook may not wait inline at all: probing would mean five requests back to back.
+    limited = budget(clock, max_inline_wait=max_inline_wait)
+
+    decision = limited.after_429(UNREADABLE)
+
+    assert decision.action is Action.DEFER
+    assert decision.resume_at == NOW + timedelta(seconds=UNREADABLE_RESET_DEFER_SECONDS)
+    assert decision.probes == MAX_UNREADABLE_RESET_PROBES
+    assert decision.hint and "reset_header" in decision.hint
+
+
+def test_a_reset_already_past_with_nothing_left_is_probed_like_an_unreadable_one(clock: Clock) -> None:
+    past = str(int((NOW - timedelta(seconds=1)).timestamp() * 1000))
+    limited = RequestBudget(reset_header="epoch", clock=clock)
+
+    decision = limited.after_429({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": past})
+
+    assert (decision.action, decision.delay, decision.probes) == (Action.WAIT, 1.0, 1)
+
+
+# -- the pacing half of a request's cycle -----------------------------------------------------------
+
+
+def call() -> Call:
+    return Call("GET", "https://api.pj.nu/click-conversion/pixels/p1/events")
+
+
+def test_a_spent_budget_far_from_its_reset_refuses_the_call_naming_its_path(clock: Clock) -> None:
+    spent = budget(clock, max_inline_wait=5.0)
+    spent.observe(headers(limit=100, remaining=0, reset_ms=600_000))
+
+    with pytest.raises(PrisjaktRateLimitError) as raised:
+        spent.check_before_sending(call())
+
+    error = raised.value
+    assert (error.limit, error.remaining, error.reset_at) == (100, 0, NOW + timedelta(seconds=600))
+    assert error.path == "/click-conversion/pixels/p1/events"
+
+
+def test_a_near_reset_is_a_wait_before_sending(clock: Clock) -> None:
+    spent = budget(clock)
+    spent.observe(headers(remaining=0, reset_ms=2_000))
+
+    assert spent.check_before_sending(call()).delay == pytest.approx(2.25)
+
+
+def test_each_429_of_a_call_is_counted_on_it_and_its_probes_carried_to_the_next(clock: Clock) -> None:
+    limited, request = budget(clock), call()
+    refused = Received(429, UNREADABLE, b"", "Too Many Requests")
+
+    delays = [limited.recover_from_429(request, refused).delay for _ in range(MAX_UNREADABLE_RESET_PROBES - 1)]
+    with pytest.raises(PrisjaktRateLimitError) as raised:
+        limited.recover_from_429(request, refused)
+
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+    assert (request.rate_limit_waits, request.rate_limit_probes) == (5, MAX_UNREADABLE_RESET_PROBES)
+    assert "no readable reset" in str(raised.value) and "reset_header" in str(raised.value)
+    assert raised.value.reset_at == NOW + timedelta(seconds=UNREADABLE_RESET_DEFER_SECONDS)
+
+
+def test_a_429_with_budget_left_is_waited_out_whatever_the_reset(clock: Clock) -> None:
+    limited = budget(clock, max_inline_wait=10.0)
+    burst = Received(429, headers(remaining=4_000, reset_ms=3_000_000, **{"Retry-After": "2"}), b"")
+
+    assert limited.recover_from_429(call(), burst).delay == 2.0
 
 
 # -- where the status lives ------------------------------------------------------------------------

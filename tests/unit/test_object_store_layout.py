@@ -52,7 +52,7 @@ def test_each_folder_gets_its_targets_rows_and_parts_and_the_runs_window_and_cou
         {"name": "part-00001.jsonl", "rows": 2, "partition": "pixel_id=a"},
         {"name": "part-00000.jsonl", "rows": 4, "partition": "pixel_id=c"},
     ]
-    folders = {"pixel_id=a": ["a"], "pixel_id=b": ["b"], "pixel_id=c": ["c"]}
+    folders: dict[str | None, list[str]] = {"pixel_id=a": ["a"], "pixel_id=b": ["b"], "pixel_id=c": ["c"]}
 
     manifests = folder_manifests(run_manifest(parts), folders)
 

@@ -118,7 +118,7 @@ def test_events_are_kept_by_the_window_holding_them_whatever_the_server_sends(se
     # One event an hour for three days; read the middle day (the default extra, half_open).
     events = [event(n, T0 + n * HOUR) for n in range(72)]
     api = FakeApi(events, server_bounds=server_bounds, page_size=10)
-    reader = EventsReader(api, T0 + 24 * HOUR, T0 + 48 * HOUR)  # type: ignore[arg-type]
+    reader = EventsReader(api, T0 + 24 * HOUR, T0 + 48 * HOUR)
 
     got = read(reader)
 
@@ -134,7 +134,7 @@ def test_a_record_another_chunk_holds_is_not_remembered_as_seen_by_the_chunk_tha
     events = [event(n, T0 + n * HOUR) for n in range(25)]
     events += [event(100 + k, T0 + k * edge - timedelta(seconds=1)) for k in (1, 2, 3)]
     api = FakeApi(events, server_bounds="inclusive", page_size=3, chunk_length=edge + timedelta(seconds=1))
-    reader = EventsReader(api, T0, T0 + 24 * HOUR)  # type: ignore[arg-type]
+    reader = EventsReader(api, T0, T0 + 24 * HOUR)
 
     got = read(reader)
 
@@ -145,7 +145,7 @@ def test_a_record_another_chunk_holds_is_not_remembered_as_seen_by_the_chunk_tha
 
 def test_records_without_a_readable_time_are_kept_and_counted() -> None:
     events = [event(1, T0 + HOUR), event(2, None), {**event(3, None), "event_time": "yesterday"}]
-    reader = EventsReader(FakeApi(events), T0, T0 + 2 * HOUR)  # type: ignore[arg-type]
+    reader = EventsReader(FakeApi(events), T0, T0 + 2 * HOUR)
 
     assert sorted(e["id"] for e in read(reader)) == ["e1", "e2", "e3"]
     assert reader.counters() == {"rows_outside_window": 0, "rows_without_time": 2}
@@ -153,7 +153,7 @@ def test_records_without_a_readable_time_are_kept_and_counted() -> None:
 
 def test_the_window_bounds_hint_is_logged_once_and_the_counts_once_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
     events = [event(n, T0 + n * HOUR) for n in range(72)]
-    reader = EventsReader(FakeApi(events, server_bounds="date_only"), T0 + 30 * HOUR, T0 + 40 * HOUR)  # type: ignore[arg-type]
+    reader = EventsReader(FakeApi(events, server_bounds="date_only"), T0 + 30 * HOUR, T0 + 40 * HOUR)
     caplog.set_level(logging.INFO, logger=READER_LOG)
 
     got = read(reader)
@@ -170,7 +170,7 @@ def test_the_window_bounds_hint_is_logged_once_and_the_counts_once_at_the_end(ca
 
 def test_a_server_that_keeps_to_the_window_logs_nothing_about_it(caplog: pytest.LogCaptureFixture) -> None:
     events = [event(n, T0 + n * HOUR) for n in range(5)]
-    reader = EventsReader(FakeApi(events), T0, T0 + 5 * HOUR)  # type: ignore[arg-type]
+    reader = EventsReader(FakeApi(events), T0, T0 + 5 * HOUR)
     caplog.set_level(logging.INFO, logger=READER_LOG)
 
     assert len(read(reader)) == 5
@@ -183,7 +183,7 @@ def test_a_server_that_keeps_to_the_window_logs_nothing_about_it(caplog: pytest.
 def test_clicks_are_fetched_only_for_the_events_the_window_keeps() -> None:
     events = [event(n, T0 + n * HOUR) for n in range(6)]
     api = FakeApi(events, server_bounds="inclusive", page_size=10)
-    reader = ClicksReader(api, T0 + HOUR, T0 + 4 * HOUR)  # type: ignore[arg-type]
+    reader = ClicksReader(api, T0 + HOUR, T0 + 4 * HOUR)
 
     clicks = read(reader)
 
@@ -197,7 +197,7 @@ def test_a_clicks_resume_inside_a_page_counts_no_dropped_event_twice() -> None:
     events = [event(n, T0 + n * HOUR) for n in range(6)]
     api = FakeApi(events, server_bounds="inclusive", page_size=3)
     first_page = next(api.iter_pages("pixels/p1/events", api.request_chunks(T0, T0 + 5 * HOUR)[0].params))
-    reader = ClicksReader(api, T0, T0 + 5 * HOUR)  # type: ignore[arg-type]
+    reader = ClicksReader(api, T0, T0 + 5 * HOUR)
 
     clicks = read(reader, Cursor(0, 0, first_page.url, 2))
 
@@ -214,7 +214,7 @@ def summary_batches(reader: PurchaseSummaryReader) -> list[list[dict[str, Any]]]
 
 def test_summaries_are_read_by_whole_utc_days_as_the_window_bounds_say(caplog: pytest.LogCaptureFixture) -> None:
     api = FakeApi([], window_bounds="inclusive", summary=[{"currency": "SEK", "purchases": 2, "revenue": "10.5"}])
-    reader = PurchaseSummaryReader(api, T0 + 2 * HOUR, T0 + 26 * HOUR)  # type: ignore[arg-type]
+    reader = PurchaseSummaryReader(api, T0 + 2 * HOUR, T0 + 26 * HOUR)
     caplog.set_level(logging.INFO, logger=READER_LOG)
 
     batches = summary_batches(reader)
@@ -229,7 +229,8 @@ def test_summaries_are_read_by_whole_utc_days_as_the_window_bounds_say(caplog: p
     ]
     [widened] = [r.getMessage() for r in caplog.records if "whole UTC days" in r.getMessage()]
     assert widened.endswith(
-        "the window 2026-10-01T02:00:00Z to 2026-10-02T02:00:00Z is read as 2026-10-01T00:00:00Z to 2026-10-03T00:00:00Z"
+        "the window 2026-10-01T02:00:00Z to 2026-10-02T02:00:00Z "
+        "is read as 2026-10-01T00:00:00Z to 2026-10-03T00:00:00Z"
     )
 
 
@@ -237,14 +238,14 @@ def test_a_day_not_over_yet_is_marked_incomplete() -> None:
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     api = FakeApi([], summary={"currencies": [{"currency": "EUR", "count": 1, "total_amount": 3}]})
-    reader = PurchaseSummaryReader(api, today - timedelta(days=1), now)  # type: ignore[arg-type]
+    reader = PurchaseSummaryReader(api, today - timedelta(days=1), now)
 
     assert [[r["complete"] for r in batch] for batch in summary_batches(reader)] == [[True], [False]]
 
 
 def test_a_summary_that_cannot_be_read_fails_naming_the_members_it_had() -> None:
     api = FakeApi([], summary={"stats": {"n": 3}, "generated": "now"})
-    reader = PurchaseSummaryReader(api, T0, T0 + 24 * HOUR)  # type: ignore[arg-type]
+    reader = PurchaseSummaryReader(api, T0, T0 + 24 * HOUR)
 
     with pytest.raises(PrisjaktError, match=r"members generated, stats.*GET pixels/p1/purchase-summary"):
         summary_batches(reader)

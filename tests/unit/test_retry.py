@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airflow_provider_prisjakt.client.budget import RequestStats
 from airflow_provider_prisjakt.client.retry import (
     BACKOFF_CAP_SECONDS,
+    Call,
     Failure,
     FailureKind,
     RetryAction,
     RetryDecision,
     RetryPolicy,
+    Step,
+    give_up_error,
+    retry_step,
 )
+from airflow_provider_prisjakt.exceptions import PrisjaktNotFoundError, PrisjaktServerError, api_error_from_response
 
 TRANSIENT_STATUSES = [408, *range(500, 600)]
 FINAL_STATUSES = [status for status in range(400, 500) if status not in (408, 429)]
@@ -178,3 +186,66 @@ def test_failures_describe_themselves_without_bodies() -> None:
     assert Failure.from_transport("ChunkedEncodingError").description == "ChunkedEncodingError"
     assert "text/html" in Failure.from_unreadable_body("text/html").description
     assert Failure.from_unreadable_body("application/problem+json").description == "a truncated or invalid JSON body"
+
+
+# -- the failure half of a request's cycle ---------------------------------------------------------
+
+LOG = logging.getLogger("test_retry")
+
+
+def pixel_call() -> Call:
+    return Call("GET", "https://api.pj.nu/click-conversion/pixels/p1/events")
+
+
+def test_a_retried_failure_is_counted_on_the_call_and_in_the_stats() -> None:
+    request, stats = pixel_call(), RequestStats()
+
+    step = retry_step(policy(seed=1), request, Failure.from_status(503), stats=stats, log=LOG)
+
+    assert step == Step(delay=policy(seed=1).backoff(1))
+    assert (request.failed_tries, stats.retries) == (1, 1)
+
+
+def test_a_retry_after_beyond_the_limit_raises_the_server_error_with_the_hint_and_stays_retryable() -> None:
+    request, stats = pixel_call(), RequestStats()
+    error = api_error_from_response(503, b"", reason="Service Unavailable", method="GET", path=request.path)
+
+    with pytest.raises(PrisjaktServerError) as raised:
+        retry_step(
+            policy(retry_after_limit=60.0), request, Failure.from_status(503, 3600.0), error, stats=stats, log=LOG
+        )
+
+    assert not isinstance(raised.value, AirflowFailException) and raised.value.retryable
+    assert "retry after 3600 s" in str(raised.value) and "max_inline_wait (60 s)" in str(raised.value)
+    assert (raised.value.status, raised.value.path) == (503, request.path)
+    assert stats.retries == 0
+
+
+def test_a_final_error_is_raised_as_the_api_sent_it() -> None:
+    error = api_error_from_response(404, b"", method="GET", path="/click-conversion/pixels/p1/events")
+
+    with pytest.raises(PrisjaktNotFoundError) as raised:
+        retry_step(policy(), pixel_call(), Failure.from_status(404), error, stats=RequestStats(), log=LOG)
+
+    assert raised.value is error
+    assert isinstance(raised.value, AirflowFailException)
+
+
+def test_giving_up_keeps_the_status_s_own_hint_before_the_policy_s() -> None:
+    error = api_error_from_response(404, b"", method="GET", path="/click-conversion/pixels/p1/events")
+    decision = RetryDecision(RetryAction.GIVE_UP, hint="Wait longer")
+
+    rebuilt = give_up_error(decision, pixel_call(), error)
+
+    assert type(rebuilt) is PrisjaktNotFoundError
+    assert str(rebuilt).endswith(f"{error.hint}. Wait longer")
+
+
+def test_giving_up_without_an_answer_is_a_server_error_naming_the_failure() -> None:
+    request = pixel_call()
+    with pytest.raises(PrisjaktServerError, match="ConnectionError on each of 1 tries") as raised:
+        retry_step(
+            policy(max_tries=1), request, Failure.from_transport("ConnectionError"), stats=RequestStats(), log=LOG
+        )
+
+    assert raised.value.path == request.path

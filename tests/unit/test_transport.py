@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_prisjakt.client.budget import RequestBudget, RequestStats
@@ -20,6 +21,7 @@ from airflow_provider_prisjakt.exceptions import (
     PrisjaktRateLimitError,
     PrisjaktServerError,
 )
+from airflow_provider_prisjakt.hooks.connection import settings_from_connection
 
 BASE = "https://api.pj.nu/click-conversion"
 NOW = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
@@ -248,3 +250,100 @@ def test_stats_are_json_safe() -> None:
         "waits": 0,
         "seconds_waited": 1.235,
     }
+
+
+# -- what the errors name --------------------------------------------------------------------------
+
+
+def test_a_404_below_pixels_names_the_way_to_list_the_pixels() -> None:
+    with pytest.raises(PrisjaktNotFoundError) as raised:
+        make_cycle().after_response(get("pixels/p1/events"), answer(404, content=problem(404, "Pixel not found", "p1")))
+
+    assert raised.value.path == "/click-conversion/pixels/p1/events"
+    assert "get_pixels(shop_id)" in str(raised.value)
+
+
+def test_a_429_refused_for_good_names_the_request_s_path() -> None:
+    cycle = make_cycle(max_inline_wait=5.0)
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "600000"}
+
+    with pytest.raises(PrisjaktRateLimitError) as raised:
+        cycle.after_response(get("pixels/p1/events"), answer(429, content=problem(429, "Too Many", "x"), **headers))
+
+    assert "(GET /click-conversion/pixels/p1/events)" in str(raised.value)
+
+
+# -- Retry-After on a 5xx, as the connection allows ------------------------------------------------
+
+
+def connection_cycle(**extra: object) -> RequestCycle:
+    settings = settings_from_connection(
+        host=BASE, schema=None, port=None, login="id", password="pw-for-the-cycle-test", extra=extra
+    )
+    budget = RequestBudget(max_inline_wait=settings.max_inline_wait, clock=lambda: NOW)
+    return RequestCycle.for_connection(settings, budget)
+
+
+def test_retry_after_on_a_5xx_is_waited_up_to_max_inline_wait() -> None:
+    step = connection_cycle(max_inline_wait=60).after_response(get(), answer(503, content=b"", Retry_After="30"))
+
+    assert (step.delay, step.rate_limit) == (30.0, False)
+
+
+@pytest.mark.parametrize(("max_inline_wait", "retry_after"), [(60, "3600"), (0, "1")])
+def test_retry_after_on_a_5xx_beyond_max_inline_wait_fails_at_once_as_a_retryable_server_error(
+    max_inline_wait: int, retry_after: str
+) -> None:
+    cycle = connection_cycle(max_inline_wait=max_inline_wait)
+
+    with pytest.raises(PrisjaktServerError) as raised:
+        cycle.after_response(get(), answer(503, content=problem(503, "Busy", "later"), Retry_After=retry_after))
+
+    assert not isinstance(raised.value, AirflowFailException)
+    assert f"retry after {retry_after} s" in str(raised.value) and "max_inline_wait" in str(raised.value)
+    assert raised.value.request_id == "r-1"
+    assert cycle.stats.retries == 0
+
+
+# -- 429s judged by their own headers --------------------------------------------------------------
+
+
+def test_a_429_without_rate_headers_waits_its_retry_after_not_an_earlier_response_s_reset() -> None:
+    cycle, call = make_cycle(max_inline_wait=60.0), get()
+    # An earlier answer reported a window that resets in an hour, with budget left.
+    cycle.budget.observe(
+        {"X-RateLimit-Limit": "10000", "X-RateLimit-Remaining": "9000", "X-RateLimit-Reset": "3600000"}
+    )
+
+    step = cycle.after_response(call, answer(429, content=b"", Retry_After="2"))
+
+    assert (step.delay, step.rate_limit) == (2.0, True)
+
+
+def test_a_short_burst_429_with_budget_left_is_waited_out_even_by_a_worker_that_defers_long_waits() -> None:
+    cycle = make_cycle(max_inline_wait=5.0)
+    burst = {"X-RateLimit-Remaining": "4000", "X-RateLimit-Reset": "3000000", "Retry-After": "3"}
+
+    assert cycle.after_response(get(), answer(429, content=b"", **burst)).delay == 3.0
+
+
+def test_429s_with_an_unreadable_reset_wait_longer_each_time_then_raise_naming_reset_header() -> None:
+    cycle, call = make_cycle(max_inline_wait=60.0), get()
+    refused = answer(429, content=b"", **{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "soon"})
+
+    delays = [cycle.after_response(call, refused).delay for _ in range(4)]
+    with pytest.raises(PrisjaktRateLimitError, match="reset_header"):
+        cycle.after_response(call, refused)
+
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+    assert cycle.stats.rate_limited == 5
+
+
+def test_an_unreadable_reset_defers_at_once_when_the_worker_may_not_wait() -> None:
+    cycle = make_cycle(max_inline_wait=0.0)
+    refused = answer(429, content=b"", **{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "soon"})
+
+    with pytest.raises(PrisjaktRateLimitError) as raised:
+        cycle.after_response(get(), refused)
+
+    assert raised.value.reset_at == NOW + timedelta(seconds=60)

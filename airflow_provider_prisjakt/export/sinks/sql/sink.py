@@ -193,6 +193,7 @@ class SqlSink(Sink):
                         "exports the window again"
                     )
                 return
+            log.info("Staging rows for %s in %s", self.table_name, self.staging_table)
             cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
             label = StagingLabel(window=self.window, created=datetime.now(UTC)).to_text()
             create = self.create_table_sql(self.staging, with_key=False)

@@ -1,0 +1,48 @@
+"""
+Test DAG: the mapped pattern under a real scheduler. The shop's pixels are listed at run time, and
+each pixel's events are exported into one PostgreSQL table and into one SQLite table by one mapped
+task per pixel and database, every Prisjakt task in the pool ``prisjakt`` (one client id).
+
+The shop, window and table come from the run's conf; the connections are ``prisjakt_default``,
+``prisjakt_test_postgres`` and ``prisjakt_test_sqlite``. Parsing touches no connection.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.common.compat.sdk import DAG, task
+
+from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
+
+POOL = "prisjakt"
+#: Each destination's mapped export task (``events_to_<name>``) and the connection it writes to.
+SQL_DESTINATIONS = {"postgres": "prisjakt_test_postgres", "sqlite": "prisjakt_test_sqlite"}
+
+with DAG(
+    dag_id="prisjakt_test_mapped",
+    schedule=None,
+    start_date=datetime(2026, 10, 1),
+    catchup=False,
+    tags=["test", "prisjakt"],
+) as dag:
+
+    @task(pool=POOL)
+    def list_pixels(shop_id: int | str) -> list[str]:
+        """Return the ids of the shop's pixels."""
+        return [str(pixel["id"]) for pixel in PrisjaktHook().get_pixels(shop_id)]
+
+    pixels = list_pixels("{{ dag_run.conf['shop_id'] }}")
+
+    for name, conn_id in SQL_DESTINATIONS.items():
+        PrisjaktToSqlOperator.partial(
+            task_id=f"events_to_{name}",
+            conn_id=conn_id,
+            table="{{ dag_run.conf['table'] }}",
+            start="{{ dag_run.conf['start'] }}",
+            end="{{ dag_run.conf['end'] }}",
+            write_disposition="replace_window",
+            pool=POOL,
+            map_index_template="{{ task.pixel_id }}",
+        ).expand(pixel_id=pixels)
