@@ -197,7 +197,7 @@ class RequestBudget:
             fallback_wait=FIRST_PROBE_WAIT_SECONDS,
             probes=probes,
         )
-        if decision.probes and decision.action is Action.WAIT and decision.delay < FIRST_PROBE_WAIT_SECONDS:
+        if decision.probes and decision.action is Action.WAIT and self.max_inline_wait < FIRST_PROBE_WAIT_SECONDS:
             return replace(
                 decision,
                 action=Action.DEFER,

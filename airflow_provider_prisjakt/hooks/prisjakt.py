@@ -346,8 +346,9 @@ class PrisjaktAsyncHook(BaseHook):
         Spend one request (``GET /clients/{client_id}``) to learn the client's current budget.
 
         Transient failures are retried as :class:`~airflow_provider_prisjakt.client.retry.RetryPolicy`
-        says, by the same decisions as every sync request. A 429 is an answer here, not an error:
-        its headers tell when the budget returns.
+        says, by the same decisions as every sync request (a 5xx's ``Retry-After`` is waited up to
+        the connection's ``max_inline_wait``). A 429 is an answer here, not an error: its headers
+        tell when the budget returns.
 
         :return: the status, or ``None`` when the API sent no rate-limit headers.
         :raises PrisjaktAPIError: when the API refuses the request, or retries run out.

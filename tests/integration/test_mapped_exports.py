@@ -9,6 +9,7 @@ as the mapped tasks of a LocalExecutor do. On Airflow 3 a real scheduler runs th
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections import defaultdict
@@ -24,6 +25,7 @@ from tests.conftest import register_secret
 
 from .conftest import connect
 from .processes import Job, WorkerPool
+from .test_example_dags import run_dag, state_of
 from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, _postgres, warehouse  # noqa: F401
 
 if TYPE_CHECKING:
@@ -110,6 +112,31 @@ def test_concurrent_exports_of_different_pixels_into_one_table_keep_every_row_on
         expected[pixels[0]] = sorted([*expected[pixels[0]], "gone-from-the-api"])
     assert rows_by_pixel(warehouse, table) == expected
     assert warehouse.staging_tables(table) == set()
+
+
+# -- the example DAG, under dag.test() -----------------------------------------------------------
+
+
+def test_the_mapped_example_loads_every_pixel_of_the_day_once(
+    airflow_db: Path, sandbox: PrisjaktSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "warehouse.db"
+    monkeypatch.setenv("AIRFLOW_CONN_PRISJAKT_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+
+    run = run_dag("example_prisjakt_mapped", datetime(2026, 10, 6, 1, tzinfo=UTC), {})
+
+    assert state_of(run) == "success"
+    day = (datetime(2026, 10, 5, 1, tzinfo=UTC), datetime(2026, 10, 6, 1, tzinfo=UTC))
+    expected = {
+        pixel: sorted(e["id"] for e in sandbox.expected_events(pixel, *day)) for pixel in sandbox.pixel_ids(SHOP)
+    }
+    assert all(expected.values())
+    db = Warehouse("sqlite", sqlite3.connect(path), {})
+    try:
+        assert rows_by_pixel(db, "prisjakt_events") == expected
+        assert db.staging_tables("prisjakt_events") == set()
+    finally:
+        db.conn.close()
 
 
 # -- under a real scheduler -----------------------------------------------------------------------

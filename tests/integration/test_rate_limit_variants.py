@@ -16,9 +16,9 @@ from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferr
 
 from airflow_provider_prisjakt.exceptions import PrisjaktNotFoundError, PrisjaktRateLimitError, PrisjaktServerError
 from airflow_provider_prisjakt.testing import FaultConfig, PrisjaktSandbox
-from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
 
 from .conftest import PERIOD_END, PERIOD_START, HookFactory
+from .test_rate_limit_deferral import export_operator
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
@@ -40,17 +40,6 @@ def statuses(sandbox: PrisjaktSandbox) -> list[int]:
 
 def event_ids(sandbox: PrisjaktSandbox, pixel: str, start: datetime = START, end: datetime = END) -> list[str]:
     return sorted(e["id"] for e in sandbox.expected_events(pixel, start, end))
-
-
-def export_operator(sandbox: PrisjaktSandbox, root: Path, **kwargs: Any) -> LocalFolderExportOperator:
-    return LocalFolderExportOperator(
-        task_id="export_events",
-        pixel_id=sandbox.pixel_ids(4242)[0],
-        start=PERIOD_START.isoformat(),
-        end=PERIOD_END.isoformat(),
-        root=str(root),
-        **kwargs,
-    )
 
 
 def seconds_from_now(moment: datetime | str | None) -> float:
@@ -101,7 +90,7 @@ def test_a_deferrable_export_meeting_an_unreadable_reset_defers_for_a_minute(
     sandbox_hook: HookFactory, tmp_path: Path
 ) -> None:
     sandbox, _ = sandbox_hook(reset_style="garbage", rate_limit=3, rate_window=600, page_size=100)
-    operator = export_operator(sandbox, tmp_path, deferrable=True)
+    operator = export_operator(tmp_path, sandbox)
     waits = without_sleeping(operator.hook)
 
     with pytest.raises(TaskDeferred) as deferred:
@@ -148,7 +137,7 @@ def test_a_deferrable_export_waits_out_bursts_with_budget_left_instead_of_deferr
 ) -> None:
     faults = FaultConfig(seed=5, burst_429_rate=0.3, burst_length=2, burst_budget="left", burst_retry_after="http_date")
     sandbox, _ = sandbox_hook(page_size=100, faults=faults)
-    operator = export_operator(sandbox, tmp_path, deferrable=True)
+    operator = export_operator(tmp_path, sandbox)
     without_sleeping(operator.hook)
 
     summary = operator.execute({})  # no TaskDeferred

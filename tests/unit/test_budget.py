@@ -229,6 +229,15 @@ def test_a_worker_that_may_not_wait_between_probes_defers_at_once_on_an_unreadab
     assert decision.hint and "reset_header" in decision.hint
 
 
+def test_a_short_retry_after_on_an_unreadable_reset_is_waited_by_a_worker_that_may_wait(clock: Clock) -> None:
+    limited = budget(clock, max_inline_wait=60.0)
+    clock.advance(-0.6)  # an HTTP-date Retry-After names a whole second: here 0.6 s ahead
+
+    decision = limited.after_429({**UNREADABLE, "Retry-After": "Mon, 05 Oct 2026 12:00:00 GMT"})
+
+    assert (decision.action, decision.delay) == (Action.WAIT, pytest.approx(0.6))
+
+
 def test_a_reset_already_past_with_nothing_left_is_probed_like_an_unreadable_one(clock: Clock) -> None:
     past = str(int((NOW - timedelta(seconds=1)).timestamp() * 1000))
     limited = RequestBudget(reset_header="epoch", clock=clock)
