@@ -9,12 +9,10 @@ with the run's figures as the event's ``extra``. Airflow 2 gets neither (see the
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-#: Whether this Airflow records asset events for the exports (Airflow 3 and later).
-ASSETS_SUPPORTED: bool = int(importlib.metadata.version("apache-airflow").split(".")[0]) >= 3
+from airflow_provider_prisjakt.version_compat import AIRFLOW_V_3_0_PLUS
 
 #: The default name of the ``AssetAlias`` an export declares; ``{dag_id}`` and ``{task_id}`` are filled in.
 DEFAULT_ASSET_ALIAS = "prisjakt/{dag_id}/{task_id}"
@@ -74,11 +72,14 @@ def default_outlets(outlets: Sequence[Any], alias_pattern: str | None, dag_id: s
     :param dag_id: the task's DAG.
     :param task_id: the task.
     """
-    if outlets or alias_pattern is None or not ASSETS_SUPPORTED:
+    if alias_pattern is None:
+        return list(outlets)
+    name = asset_alias_name(alias_pattern, dag_id, task_id)  # checked on every Airflow, at parse time
+    if outlets or not AIRFLOW_V_3_0_PLUS:
         return list(outlets)
     from airflow.providers.common.compat.sdk import AssetAlias
 
-    return [AssetAlias(name=asset_alias_name(alias_pattern, dag_id, task_id))]
+    return [AssetAlias(name=name)]
 
 
 def record_asset_events(
@@ -97,7 +98,7 @@ def record_asset_events(
     :return: the names of the aliases and assets that got the event.
     """
     events = context.get("outlet_events")
-    if not ASSETS_SUPPORTED or events is None:
+    if not AIRFLOW_V_3_0_PLUS or events is None:
         return []
     from airflow.providers.common.compat.sdk import Asset, AssetAlias
 

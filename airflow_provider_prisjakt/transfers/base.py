@@ -24,6 +24,17 @@ from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
 from airflow_provider_prisjakt.export.sinks.object_store import DEFAULT_ROWS_PER_PART
 from airflow_provider_prisjakt.hooks.connection import DEFAULT_CONN_ID
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+from airflow_provider_prisjakt.transfers.assets import (
+    DEFAULT_ASSET_ALIAS,
+    asset_uri_of,
+    default_outlets,
+    record_asset_events,
+)
+from airflow_provider_prisjakt.transfers.window import (
+    empty_window_message,
+    format_lookback,
+    parse_lookback,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -37,35 +48,6 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 def is_template(value: Any) -> bool:
     """Tell whether an argument is still a Jinja template (validated after rendering instead)."""
     return isinstance(value, str) and "{{" in value
-
-
-def parse_lookback(value: timedelta | int | float | str | None) -> timedelta:
-    """
-    Read ``lookback``: a timedelta, a number of seconds, or an ISO-8601 duration such as ``P30D``.
-
-    :raises ValueError: for anything else or a negative duration.
-    """
-    if value in (None, "", 0):
-        return timedelta(0)
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        result = timedelta(seconds=value)
-    elif isinstance(value, str):
-        import pendulum
-
-        try:
-            parsed = pendulum.parse(value.strip())
-        except Exception:
-            parsed = None
-        if not isinstance(parsed, timedelta):
-            raise ValueError(f"lookback must be a timedelta, seconds or an ISO-8601 duration like P30D, got {value!r}")
-        result = parsed
-    else:
-        raise ValueError(f"lookback must be a timedelta, seconds or an ISO-8601 duration, got {value!r}")
-    if result < timedelta(0):
-        raise ValueError("lookback must not be negative")
-    return result
 
 
 class PrisjaktExportOperator(BaseOperator):
@@ -86,6 +68,12 @@ class PrisjaktExportOperator(BaseOperator):
     :param deferrable: when the rate-limit budget runs out with a far reset, free the worker and
         resume from a checkpoint after the reset, instead of failing. Defaults to the
         ``[operators] default_deferrable`` setting.
+    :param asset_alias: on Airflow 3, the ``AssetAlias`` this task declares as its outlet when it is
+        given no ``outlets``; ``{dag_id}`` and ``{task_id}`` are filled in (default
+        ``prisjakt/{dag_id}/{task_id}``), and ``None`` declares none. When the export succeeds, the
+        asset it wrote (see :meth:`output_asset_uri`) is attached to every alias among the task's
+        outlets, and the run's figures (the summary, with the pixel or shop) are each event's
+        ``extra``, also on every asset among them. Airflow 2 records no events.
     """
 
     template_fields: Sequence[str] = (
@@ -110,9 +98,12 @@ class PrisjaktExportOperator(BaseOperator):
         lookback: timedelta | int | float | str | None = None,
         prisjakt_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        asset_alias: str | None = DEFAULT_ASSET_ALIAS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.asset_alias = asset_alias
+        self.outlets = default_outlets(self.outlets, asset_alias, self.dag_id, self.task_id)
         self.resource = resource
         self.pixel_id = pixel_id
         self.shop_id = shop_id
@@ -159,12 +150,7 @@ class PrisjaktExportOperator(BaseOperator):
         if end is None:
             end = _context_time(context, "data_interval_end")
         if start is None or end is None or start == end:
-            raise PrisjaktConfigError(
-                "The export window is empty: this run has no data interval (or a zero-length one, as "
-                "Airflow 3's default cron timetable gives). Pass start= and end= (for example "
-                "'{{ macros.ds_add(ds, -1) }}' and '{{ ds }}'), or schedule the DAG with a "
-                "data-interval timetable such as CronDataIntervalTimetable."
-            )
+            raise PrisjaktConfigError(empty_window_message(context))
         start -= lookback
         if start > end:
             raise PrisjaktConfigError(f"start ({format_api_time(start)}) must be before end ({format_api_time(end)})")
@@ -197,10 +183,34 @@ class PrisjaktExportOperator(BaseOperator):
             raise PrisjaktConfigError(str(err)) from None
         self.check_destination(resource)
         start, end = self.resolve_window(context)
-        self.log.info(
-            "Exporting Prisjakt %s from %s to %s", self.resource, format_api_time(start), format_api_time(end)
-        )
-        return self._export(self.export_request(start, end), None)
+        request = self.export_request(start, end)
+        self.log_window(request)
+        return self._export(context, request, None)
+
+    def log_window(self, request: ExportRequest) -> None:
+        """Log what is exported, from when to when, and how much of the window is the look-back."""
+        subject = f"pixel {request.pixel_id}" if request.pixel_id else f"every pixel of shop {request.shop_id}"
+        if request.resource.scope_column is None:
+            subject = f"shop {request.shop_id}"
+        lookback = parse_lookback(self.lookback)
+        if lookback:
+            self.log.info(
+                "Exporting Prisjakt %s of %s from %s (%s minus the look-back %s) to %s",
+                request.resource.name,
+                subject,
+                format_api_time(request.start),
+                format_api_time(request.start + lookback),
+                format_lookback(lookback),
+                format_api_time(request.end),
+            )
+        else:
+            self.log.info(
+                "Exporting Prisjakt %s of %s from %s to %s",
+                request.resource.name,
+                subject,
+                format_api_time(request.start),
+                format_api_time(request.end),
+            )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Resume the export after a rate-limit deferral, from the checkpoint the trigger echoed back."""
@@ -213,9 +223,9 @@ class PrisjaktExportOperator(BaseOperator):
         request = self.export_request(to_utc(state["start"], "start"), to_utc(state["end"], "end"))
         checkpoint = ExportCheckpoint.from_dict(state["checkpoint"])
         self.log.info("Resuming the export after %s rows (%s parts staged)", checkpoint.rows, len(checkpoint.parts))
-        return self._export(request, checkpoint)
+        return self._export(context, request, checkpoint)
 
-    def _export(self, request: ExportRequest, checkpoint: ExportCheckpoint | None) -> dict[str, Any]:
+    def _export(self, context: Context, request: ExportRequest, checkpoint: ExportCheckpoint | None) -> dict[str, Any]:
         extracted_at = (
             datetime.fromisoformat(checkpoint.extracted_at)
             if checkpoint and checkpoint.extracted_at
@@ -232,7 +242,9 @@ class PrisjaktExportOperator(BaseOperator):
             finally:
                 # Give the pooled sockets back now rather than whenever the garbage collector runs.
                 self.hook.close()
-        return self.summarize(manifest, sink)
+        summary = self.summarize(manifest, sink)
+        self.record_assets(context, request, sink, summary)
+        return summary
 
     def _defer(self, request: ExportRequest, paused: ExportPaused) -> None:
         from airflow_provider_prisjakt.triggers.prisjakt import PrisjaktRateLimitTrigger
@@ -282,6 +294,29 @@ class PrisjaktExportOperator(BaseOperator):
         }
 
     # -- lineage -----------------------------------------------------------------------------------
+
+    def output_asset_uri(self, sink: Sink) -> str:
+        """
+        Return the URI of the Airflow asset this export wrote, in the form the official providers use.
+
+        By default it is derived from :meth:`Sink.describe <airflow_provider_prisjakt.export.sinks.Sink.describe>`
+        (see :func:`~airflow_provider_prisjakt.transfers.assets.asset_uri_of`); a subclass whose
+        destination has another form overrides this.
+        """
+        return asset_uri_of(sink.describe())
+
+    def record_assets(self, context: Context, request: ExportRequest, sink: Sink, summary: dict[str, Any]) -> None:
+        """On Airflow 3, attach the written asset, with the run's figures as ``extra``, to the task's outlets."""
+        scope = {"pixel_id": request.pixel_id, "shop_id": request.shop_id}
+        extra = {**{key: value for key, value in scope.items() if value is not None}, **summary}
+        uri = self.output_asset_uri(sink)
+        try:
+            recorded = record_asset_events(context, self.outlets, uri, extra)
+        except ValueError as err:  # Airflow refused the URI; the export itself is done and stays done
+            self.log.warning("No asset event for %s: %s", uri, err)
+            return
+        if recorded:
+            self.log.info("Asset %s written; events for %s", uri, ", ".join(recorded))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Report the Prisjakt input dataset and the written output dataset to OpenLineage."""

@@ -47,6 +47,7 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
     :param lookback: extra time read before ``start`` for late conversions. (templated)
     :param prisjakt_conn_id: the connection to the Prisjakt API. (templated)
     :param deferrable: defer instead of failing when the rate-limit budget is spent.
+    :param asset_alias: the Airflow 3 asset alias declared when the task has no ``outlets``.
 
     See :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktObjectStoreExportOperator` and
     :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator` for the parameters

@@ -47,6 +47,7 @@ class PrisjaktToS3Operator(PrisjaktObjectStoreExportOperator):
     :param lookback: how much before ``start`` to re-read, e.g. ``P30D``. (templated)
     :param prisjakt_conn_id: the Prisjakt connection. (templated)
     :param deferrable: free the worker while the rate-limit budget is spent.
+    :param asset_alias: the Airflow 3 asset alias declared when the task has no ``outlets``.
 
     The parameters from ``file_format`` on are described in full on
     :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktObjectStoreExportOperator` and

@@ -73,6 +73,7 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
     :param lookback: how far before ``start`` late conversions are looked for. (templated)
     :param prisjakt_conn_id: which Prisjakt connection reads the API. (templated)
     :param deferrable: give the worker back while the rate-limit budget refills.
+    :param asset_alias: the Airflow 3 asset alias declared when the task has no ``outlets``.
 
     :class:`~airflow_provider_prisjakt.transfers.base.PrisjaktExportOperator` describes the
     parameters from ``resource`` on in full. Part-file parameters (``file_format``, ``compression``,

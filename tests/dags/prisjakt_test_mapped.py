@@ -1,10 +1,12 @@
 """
 Test DAG: the mapped pattern under a real scheduler. The shop's pixels are listed at run time, and
-each pixel's events are exported into one PostgreSQL table and into one SQLite table by one mapped
-task per pixel and database, every Prisjakt task in the pool ``prisjakt`` (one client id).
+each pixel's events are exported into one PostgreSQL table, one SQLite table and one S3 prefix by
+one mapped task per pixel and destination, every Prisjakt task in the pool ``prisjakt`` (one
+client id).
 
-The shop, window and table come from the run's conf; the connections are ``prisjakt_default``,
-``prisjakt_test_postgres`` and ``prisjakt_test_sqlite``. Parsing touches no connection.
+The shop, window, table, bucket and prefix come from the run's conf; the connections are
+``prisjakt_default``, ``prisjakt_test_postgres``, ``prisjakt_test_sqlite`` and ``prisjakt_test_aws``.
+Parsing touches no connection.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import datetime
 from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
 
 POOL = "prisjakt"
@@ -46,3 +49,14 @@ with DAG(
             pool=POOL,
             map_index_template="{{ task.pixel_id }}",
         ).expand(pixel_id=pixels)
+
+    PrisjaktToS3Operator.partial(
+        task_id="events_to_s3",
+        s3_bucket="{{ dag_run.conf['bucket'] }}",
+        s3_key="{{ dag_run.conf['prefix'] }}",
+        aws_conn_id="prisjakt_test_aws",
+        start="{{ dag_run.conf['start'] }}",
+        end="{{ dag_run.conf['end'] }}",
+        pool=POOL,
+        map_index_template="{{ task.pixel_id }}",
+    ).expand(pixel_id=pixels)

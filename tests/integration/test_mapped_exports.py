@@ -4,7 +4,9 @@ every export succeeds and the table holds every row of every pixel once, on Post
 and SQLite.
 
 Each export runs in its own worker process (spawned, started together at a barrier once imported),
-as the mapped tasks of a LocalExecutor do. On Airflow 3 a real scheduler runs the mapped DAG too.
+as the mapped tasks of a LocalExecutor do, and the mapped example DAG runs under ``dag.test()``:
+both on Airflow 2 and 3. On Airflow 3 a real scheduler also runs a mapped DAG (pixels listed at run
+time, one mapped task per pixel) into PostgreSQL, SQLite and S3 (moto) at once.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from tests.conftest import register_secret
 
-from .conftest import connect
+from .conftest_services import AWS_CONN_ID, published
 from .processes import Job, WorkerPool
 from .test_example_dags import run_dag, state_of
-from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, _postgres, warehouse  # noqa: F401
+
+# The sandbox (about 70 events per pixel in the window, three pages of 25: several batches per export).
+from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, _postgres, api, sandbox, warehouse  # noqa: F401
 
 if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing import PrisjaktSandbox
+
     from .airflow_cluster import AirflowCluster
+    from .conftest_services import S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -44,19 +50,6 @@ def workers() -> Iterator[WorkerPool]:
     pool = WorkerPool(WORKERS, modules=(OPERATOR.partition(":")[0],))
     yield pool
     pool.close()
-
-
-@pytest.fixture(scope="module")
-def module_sandbox() -> Iterator[PrisjaktSandbox]:
-    # About 70 events per pixel in the window, over three pages of 25: each export stages several batches.
-    with PrisjaktSandbox(SandboxConfig(events_per_pixel=300, page_size=25)) as started:
-        yield started
-
-
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch, module_sandbox: PrisjaktSandbox) -> PrisjaktSandbox:
-    connect(monkeypatch, module_sandbox)
-    return module_sandbox
 
 
 def export_jobs(table: str, pixels: list[str], write_disposition: str) -> list[Job]:
@@ -80,21 +73,23 @@ def rows_by_pixel(db: Warehouse, table: str) -> dict[str, list[str]]:
     return {pixel: sorted(ids) for pixel, ids in rows.items()}
 
 
-def api_rows_by_pixel(sandbox: PrisjaktSandbox, pixels: list[str]) -> dict[str, list[str]]:
-    return {pixel: sorted(e["id"] for e in sandbox.expected_events(pixel, *WINDOW)) for pixel in pixels}
+def api_rows_by_pixel(
+    source: PrisjaktSandbox, pixels: list[str], window: tuple[datetime, datetime] = WINDOW
+) -> dict[str, list[str]]:
+    return {pixel: sorted(e["id"] for e in source.expected_events(pixel, *window)) for pixel in pixels}
 
 
 @pytest.mark.parametrize("write_disposition", ["replace_window", "merge"])
 def test_concurrent_exports_of_different_pixels_into_one_table_keep_every_row_once(
     workers: WorkerPool,
-    sandbox: PrisjaktSandbox,
+    api: PrisjaktSandbox,  # noqa: F811
     warehouse: Warehouse,  # noqa: F811
     write_disposition: str,
 ) -> None:
-    pixels = sandbox.pixel_ids(SHOP)
+    pixels = api.pixel_ids(SHOP)
     assert len(pixels) == WORKERS
     table = warehouse.table_name()  # not there yet: the exports race to create it, too
-    expected = api_rows_by_pixel(sandbox, pixels)
+    expected = api_rows_by_pixel(api, pixels)
 
     summaries = workers.run_together(export_jobs(table, pixels, write_disposition))
 
@@ -118,7 +113,10 @@ def test_concurrent_exports_of_different_pixels_into_one_table_keep_every_row_on
 
 
 def test_the_mapped_example_loads_every_pixel_of_the_day_once(
-    airflow_db: Path, sandbox: PrisjaktSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    airflow_db: Path,
+    api: PrisjaktSandbox,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "warehouse.db"
     monkeypatch.setenv("AIRFLOW_CONN_PRISJAKT_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
@@ -127,9 +125,7 @@ def test_the_mapped_example_loads_every_pixel_of_the_day_once(
 
     assert state_of(run) == "success"
     day = (datetime(2026, 10, 5, 1, tzinfo=UTC), datetime(2026, 10, 6, 1, tzinfo=UTC))
-    expected = {
-        pixel: sorted(e["id"] for e in sandbox.expected_events(pixel, *day)) for pixel in sandbox.pixel_ids(SHOP)
-    }
+    expected = api_rows_by_pixel(api, api.pixel_ids(SHOP), day)
     assert all(expected.values())
     db = Warehouse("sqlite", sqlite3.connect(path), {})
     try:
@@ -150,7 +146,10 @@ def overlapping(times: dict[tuple[str, int], tuple[datetime | None, datetime | N
 
 @pytest.mark.airflow3_only
 def test_mapped_exports_of_pixels_found_at_run_time_under_a_real_scheduler_write_every_row_once(
-    airflow_cluster: AirflowCluster, module_sandbox: PrisjaktSandbox, tmp_path: Path
+    airflow_cluster: AirflowCluster,
+    sandbox: PrisjaktSandbox,  # noqa: F811
+    s3_store: S3Store,
+    tmp_path: Path,
 ) -> None:
     postgres, postgres_connection = _postgres()
     sqlite_path = tmp_path / "warehouse.db"
@@ -161,25 +160,39 @@ def test_mapped_exports_of_pixels_found_at_run_time_under_a_real_scheduler_write
     ]
     table = warehouses[0].table_name()
     warehouses[1].created.append(table)
-    register_secret(module_sandbox.client_secret)
+    register_secret(sandbox.client_secret)
     airflow_cluster.set_connections(
         {
-            "prisjakt_default": module_sandbox.connection_json(),
+            "prisjakt_default": sandbox.connection_json(),
             "prisjakt_test_postgres": postgres_connection,
             "prisjakt_test_sqlite": sqlite_connection,
+            "prisjakt_test_aws": os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"],
         }
     )
-    conf = {"shop_id": SHOP, "start": WINDOW[0].isoformat(), "end": WINDOW[1].isoformat(), "table": table}
+    prefix = "prisjakt/events/date=2026-10-05"
+    conf = {
+        "shop_id": SHOP,
+        "start": WINDOW[0].isoformat(),
+        "end": WINDOW[1].isoformat(),
+        "table": table,
+        "bucket": s3_store.bucket,
+        "prefix": prefix,
+    }
     try:
         run = airflow_cluster.run_dag("prisjakt_test_mapped", conf)
 
         assert run.state == "success", run
-        pixels = module_sandbox.pixel_ids(SHOP)
-        expected = api_rows_by_pixel(module_sandbox, pixels)
+        pixels = sandbox.pixel_ids(SHOP)
+        expected = api_rows_by_pixel(sandbox, pixels)
         for db in warehouses:
             assert run.final_states(f"events_to_{db.dialect}") == dict.fromkeys(range(len(pixels)), "success"), run
             assert rows_by_pixel(db, table) == expected, db.dialect
             assert db.staging_tables(table) == set()
+        assert run.final_states("events_to_s3") == dict.fromkeys(range(len(pixels)), "success"), run
+        for pixel in pixels:
+            _, _, parts = published(s3_store, f"{prefix}/pixel_id={pixel}")
+            assert sorted(record["id"] for rows in parts.values() for record in rows) == expected[pixel]
+        assert {key.split("/")[3] for key in s3_store.keys(prefix)} == {f"pixel_id={pixel}" for pixel in pixels}
         exports = {key: span for key, span in run.times.items() if key[0].startswith("events_to_")}
         assert overlapping(exports), f"the mapped exports ran one after the other: {exports}"
     finally:

@@ -9,21 +9,24 @@ scheduler exercise the real context (``test_example_dags.py``, ``test_mapped_exp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_prisjakt.exceptions import PrisjaktError
 from airflow_provider_prisjakt.export.sinks.sql.cleanup import drop_stale_staging_tables
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.transfers import prisjakt_to_sql
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
 
 from .conftest import connect
-from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, warehouse  # noqa: F401
+
+# The sandbox: about 70 events per pixel and window, over three pages of 25.
+from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, sandbox, warehouse  # noqa: F401
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing import PrisjaktSandbox
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +46,19 @@ class TaskInstance:
     task_id: str = "events_to_sql"
 
 
-@pytest.fixture(scope="module")
-def module_sandbox() -> Iterator[PrisjaktSandbox]:
-    # About 70 events per pixel and window, over three pages of 25.
-    with PrisjaktSandbox(SandboxConfig(events_per_pixel=300, page_size=25)) as started:
-        yield started
-
-
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch, module_sandbox: PrisjaktSandbox) -> PrisjaktSandbox:
+def api(monkeypatch: pytest.MonkeyPatch, sandbox: PrisjaktSandbox) -> PrisjaktSandbox:  # noqa: F811
     """The sandbox as ``prisjakt_default``; a spent budget defers at once instead of waiting."""
-    connect(monkeypatch, module_sandbox, max_inline_wait=1)
-    return module_sandbox
+    connect(monkeypatch, sandbox, max_inline_wait=1)
+    return sandbox
 
 
 class Tasks:
     """Runs the operator as one task instance or another, to the end or until it defers."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, sandbox: PrisjaktSandbox, table: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, source: PrisjaktSandbox, table: str) -> None:
         self.monkeypatch = monkeypatch
-        self.sandbox = sandbox
+        self.sandbox = source
         self.table = table
 
     def operator(self, task: TaskInstance, pixel: str, window: tuple[datetime, datetime]) -> PrisjaktToSqlOperator:
@@ -102,12 +98,12 @@ class Tasks:
 
 
 @pytest.fixture
-def tasks(monkeypatch: pytest.MonkeyPatch, sandbox: PrisjaktSandbox, warehouse: Warehouse) -> Tasks:  # noqa: F811
-    return Tasks(monkeypatch, sandbox, warehouse.table_name())
+def tasks(monkeypatch: pytest.MonkeyPatch, api: PrisjaktSandbox, warehouse: Warehouse) -> Tasks:  # noqa: F811
+    return Tasks(monkeypatch, api, warehouse.table_name())
 
 
-def event_ids(sandbox: PrisjaktSandbox, pixels: list[str], window: tuple[datetime, datetime] = WINDOW) -> list[str]:
-    return sorted(e["id"] for pixel in pixels for e in sandbox.expected_events(pixel, *window))
+def event_ids(source: PrisjaktSandbox, pixels: list[str], window: tuple[datetime, datetime] = WINDOW) -> list[str]:
+    return sorted(e["id"] for pixel in pixels for e in source.expected_events(pixel, *window))
 
 
 def loaded_ids(db: Warehouse, table: str) -> list[str]:
@@ -116,10 +112,10 @@ def loaded_ids(db: Warehouse, table: str) -> list[str]:
 
 def test_a_deferred_task_keeps_its_staging_while_other_map_indexes_load_the_table_then_resumes(
     tasks: Tasks,
-    sandbox: PrisjaktSandbox,
+    api: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
 ) -> None:
-    first, second = sandbox.pixel_ids(SHOP)[:2]
+    first, second = api.pixel_ids(SHOP)[:2]
     state = tasks.defer(TaskInstance("run_1", map_index=0), first)
     (staging,) = warehouse.staging_tables(tasks.table)
     staged = warehouse.count(staging)
@@ -127,38 +123,38 @@ def test_a_deferred_task_keeps_its_staging_while_other_map_indexes_load_the_tabl
     tasks.run(TaskInstance("run_1", map_index=1), second)
 
     assert warehouse.staging_tables(tasks.table) == {staging}
-    assert warehouse.count(staging) == staged == PAGES_BEFORE_DEFERRAL * sandbox.config.page_size
-    assert loaded_ids(warehouse, tasks.table) == event_ids(sandbox, [second])
+    assert warehouse.count(staging) == staged == PAGES_BEFORE_DEFERRAL * api.config.page_size
+    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [second])
 
     summary = tasks.resume(TaskInstance("run_1", map_index=0), first, state)
 
     assert summary["deferrals"] == 1
-    assert loaded_ids(warehouse, tasks.table) == event_ids(sandbox, [first, second])
+    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [first, second])
     assert warehouse.staging_tables(tasks.table) == set()
 
 
 def test_a_retry_of_a_task_instance_adopts_its_staging_table(
     tasks: Tasks,
-    sandbox: PrisjaktSandbox,
+    api: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
 ) -> None:
-    pixel = sandbox.pixel_ids(SHOP)[0]
+    pixel = api.pixel_ids(SHOP)[0]
     task = TaskInstance("run_1", map_index=2)
     tasks.defer(task, pixel)  # the first try stops here for good (say, its worker died)
     (staging,) = warehouse.staging_tables(tasks.table)
 
     tasks.run(task, pixel)  # the retry starts over, in the same staging table
 
-    assert loaded_ids(warehouse, tasks.table) == event_ids(sandbox, [pixel])
+    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [pixel])
     assert warehouse.staging_tables(tasks.table) == set()
 
 
 def test_a_success_drops_what_earlier_runs_of_the_same_task_left_for_that_window_and_nothing_else(
     tasks: Tasks,
-    sandbox: PrisjaktSandbox,
+    api: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
 ) -> None:
-    pixel, other = sandbox.pixel_ids(SHOP)[:2]
+    pixel, other = api.pixel_ids(SHOP)[:2]
     tasks.defer(TaskInstance("run_1", map_index=0), pixel)
     same_task_same_window = warehouse.staging_tables(tasks.table)
     tasks.defer(TaskInstance("run_3", map_index=0), pixel, LATER_WINDOW)
@@ -170,15 +166,15 @@ def test_a_success_drops_what_earlier_runs_of_the_same_task_left_for_that_window
     kept = warehouse.staging_tables(tasks.table)
     assert len(kept) == 2
     assert not kept & same_task_same_window
-    assert loaded_ids(warehouse, tasks.table) == event_ids(sandbox, [pixel])
+    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [pixel])
 
 
 def test_stale_staging_is_dropped_by_age_and_a_resume_without_its_staging_fails_clearly(
     tasks: Tasks,
-    sandbox: PrisjaktSandbox,
+    api: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
 ) -> None:
-    pixel = sandbox.pixel_ids(SHOP)[0]
+    pixel = api.pixel_ids(SHOP)[0]
     task = TaskInstance("run_1", map_index=0)
     state = tasks.defer(task, pixel)
     staging = warehouse.staging_tables(tasks.table)
@@ -197,21 +193,21 @@ def test_stale_staging_is_dropped_by_age_and_a_resume_without_its_staging_fails_
 
 def test_a_table_name_of_63_characters_gets_a_staging_table_within_the_identifier_limit(
     tasks: Tasks,
-    sandbox: PrisjaktSandbox,
+    api: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
 ) -> None:
     tasks.table = warehouse.table_name() + "_" + "x" * (63 - len(warehouse.created[-1]) - 1)
     warehouse.created.append(tasks.table)
-    pixel = sandbox.pixel_ids(SHOP)[0]
+    pixel = api.pixel_ids(SHOP)[0]
     task = TaskInstance("scheduled__2026-10-12T00:00:00+00:00", map_index=1234)
     state = tasks.defer(task, pixel)
 
     (staging,) = warehouse.staging_tables(tasks.table[:31])
     assert len(tasks.table) == 63
     assert len(staging) <= 63
-    assert warehouse.count(staging) == PAGES_BEFORE_DEFERRAL * sandbox.config.page_size
+    assert warehouse.count(staging) == PAGES_BEFORE_DEFERRAL * api.config.page_size
 
     tasks.resume(task, pixel, state)
 
-    assert loaded_ids(warehouse, tasks.table) == event_ids(sandbox, [pixel])
+    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [pixel])
     assert warehouse.staging_tables(tasks.table[:31]) == set()

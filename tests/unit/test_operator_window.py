@@ -9,7 +9,7 @@ import pendulum
 import pytest
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.transfers.base import parse_lookback
+from airflow_provider_prisjakt.transfers.window import parse_lookback
 from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
 
 DAY = datetime(2026, 10, 20, tzinfo=UTC)

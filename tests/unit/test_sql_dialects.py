@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
     strategy_for,
 )
 from airflow_provider_prisjakt.export.sinks.sql.identifiers import check_identifier
-from airflow_provider_prisjakt.export.sinks.sql.staging import StagingKey
+from airflow_provider_prisjakt.export.sinks.sql.staging import StagingKey, StagingLabel, leftovers, stale, table_prefix
 
 START = datetime(2026, 10, 5, tzinfo=UTC)
 END = datetime(2026, 10, 12, tzinfo=UTC)
@@ -209,3 +209,100 @@ def test_append_inserts_without_upsert_and_explains_a_keyed_failure() -> None:
     assert "ON CONFLICT" not in insert
     assert "write_disposition='merge'" in append.failure_hint(has_key=True)
     assert append.failure_hint(has_key=False) == ""
+
+
+# -- staging tables -------------------------------------------------------------------------------
+
+LONG_TABLE = "t" * 63
+
+
+def task_key(
+    run_id: str = "scheduled__2026-10-12T00:00:00+00:00", map_index: int = 0, task_id: str = "load"
+) -> StagingKey:
+    return StagingKey.for_task_instance('"events"', "daily", task_id, map_index, run_id)
+
+
+def test_a_task_instance_has_one_staging_table_and_other_task_instances_never_share_it() -> None:
+    name = task_key().table_name("events")
+
+    assert name == task_key().table_name("events")  # every try, retry and resume of it
+    others = {
+        task_key(map_index=1).table_name("events"),
+        task_key(task_id="other").table_name("events"),
+        task_key(run_id="manual__2026-10-13").table_name("events"),
+        StagingKey.for_task_instance('"other"', "daily", "load", 0, "r").table_name("events"),
+    }
+    assert name not in others and len(others) == 4
+    # Every run of one task shares the group prefix, which the success of a later run cleans.
+    assert task_key(run_id="manual__2026-10-13").table_name("events").startswith(task_key().group_prefix("events"))
+    assert not task_key(map_index=1).table_name("events").startswith(task_key().group_prefix("events"))
+
+
+@pytest.mark.parametrize("limit", [63, 64], ids=["postgres", "mysql"])
+def test_staging_names_are_plain_identifiers_within_each_databases_length_limit(limit: int) -> None:
+    names = [
+        task_key(run_id="x" * 250, map_index=99999).table_name(LONG_TABLE),
+        StagingKey.for_targets('"s"."t"', "events", "p" * 100, None, (START, END)).table_name(LONG_TABLE),
+    ]
+
+    for name in names:
+        assert len(name) <= min(limit, 63)
+        check_identifier(name, "staging")
+        assert name.startswith(table_prefix(LONG_TABLE))
+
+
+def test_a_staging_label_reads_back_and_holds_nothing_that_quotes() -> None:
+    label = StagingLabel(window=(START, END), created=datetime(2026, 10, 12, 3, 4, 5, 6, tzinfo=UTC))
+
+    text = label.to_text()
+
+    assert StagingLabel.parse(text) == label
+    assert StagingLabel.parse(f"CREATE TABLE x (/* {text} */ a TEXT)") == label
+    assert not set("'\"`*\\;") & set(text)
+    assert StagingLabel.parse(None) is None
+    assert StagingLabel.parse("some comment a user wrote") is None
+
+
+def test_leftovers_are_the_same_tasks_other_runs_of_the_same_window_only() -> None:
+    mine, earlier, other_window, other_task = (
+        task_key(),
+        task_key(run_id="r1"),
+        task_key(run_id="r2"),
+        task_key(map_index=1, run_id="r1"),
+    )
+    created = datetime(2026, 10, 12, tzinfo=UTC)
+    window_label = StagingLabel(window=(START, END), created=created).to_text()
+    labels = {
+        mine.table_name("events"): window_label,
+        earlier.table_name("events"): window_label,
+        other_window.table_name("events"): StagingLabel(window=(END, END), created=created).to_text(),
+        other_task.table_name("events"): window_label,
+        earlier.group_prefix("events") + "unlabelled": None,
+    }
+
+    found = leftovers(labels, mine.table_name("events"), mine.group_prefix("events"), (START, END))
+
+    assert found == [earlier.table_name("events")]
+
+
+def test_stale_staging_is_what_was_made_longer_ago_than_asked_and_unlabelled_tables_stay() -> None:
+    now = datetime(2026, 10, 12, 12, tzinfo=UTC)
+    labels = {
+        "_pj_stage_a_old": StagingLabel(window=(START, END), created=now - timedelta(hours=49)).to_text(),
+        "_pj_stage_a_new": StagingLabel(window=(START, END), created=now - timedelta(hours=47)).to_text(),
+        "_pj_stage_a_unlabelled": None,
+        "not_staging": StagingLabel(window=(START, END), created=now - timedelta(days=9)).to_text(),
+    }
+
+    assert stale(labels, now, timedelta(hours=48)) == ["_pj_stage_a_old"]
+    assert stale(labels, now, timedelta(0)) == ["_pj_stage_a_new", "_pj_stage_a_old"]
+
+
+def test_each_dialect_labels_a_table_where_its_catalog_keeps_it() -> None:
+    create = 'CREATE TABLE IF NOT EXISTS "s" ("a" TEXT)'
+
+    assert PostgresDialect().labelled(create, '"s"', "L") == [create, "COMMENT ON TABLE \"s\" IS 'L'"]
+    assert MySqlDialect().labelled("CREATE TABLE `s` (`a` TEXT) ENGINE=InnoDB", "`s`", "L") == [
+        "CREATE TABLE `s` (`a` TEXT) ENGINE=InnoDB COMMENT='L'"
+    ]
+    assert SqliteDialect().labelled(create, '"s"', "L") == ['CREATE TABLE IF NOT EXISTS "s" (/* L */ "a" TEXT)']
