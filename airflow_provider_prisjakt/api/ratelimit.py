@@ -25,10 +25,7 @@ from typing import Any
 
 
 class ResetHeaderStyle(StrEnum):
-    """
-    How ``X-RateLimit-Reset`` is read (the connection extra ``reset_header``): ``duration`` (ms until
-    the reset), ``epoch`` (epoch ms), ``epoch_seconds``, or ``auto`` (see :func:`parse_reset`).
-    """
+    """How ``X-RateLimit-Reset`` is read (extra ``reset_header``): ms left, epoch ms, epoch seconds, or ``auto``."""
 
     AUTO = "auto"
     DURATION = "duration"
@@ -290,21 +287,23 @@ def decide_before_request(
     now: datetime,
     reserve: int = 0,
     max_inline_wait: float = 60.0,
+    spenders: float = 1.0,
 ) -> PacingDecision:
     """
     Decide whether the next request may go now, should be paced, or must wait for the reset.
 
     Requests go at full speed while the budget is healthy. When less than a tenth of the window's
-    limit is left, the rest is spread evenly over the time to the reset, so that a long export keeps
-    going at the rate the window allows instead of running into a 429. When nothing usable is left
-    (``remaining <= reserve``), the request waits for the reset: inline if it is no more than
-    ``max_inline_wait`` seconds away, otherwise the caller should defer. A spent budget whose reset
-    is unknown or already past goes: the 429 it may meet is answered by :func:`decide_after_429`.
+    limit is left, the rest is spread evenly over the time to the reset among the ``spenders``
+    tasks, so that long exports keep going at the rate the window allows instead of running into a
+    429. When nothing usable is left (``remaining <= reserve``), the request waits for the reset:
+    inline if it is no more than ``max_inline_wait`` seconds away, otherwise the caller should
+    defer. A spent budget whose reset is unknown or past goes: :func:`decide_after_429` answers a 429.
 
     :param status: the last known status, or ``None`` before the first response.
     :param now: the current time (timezone-aware UTC).
     :param reserve: requests to leave unused, for other clients of the same id.
     :param max_inline_wait: the longest wait, in seconds, worth holding a worker for.
+    :param spenders: how many tasks pace on this budget, this one included.
     """
     if status is None:
         return PacingDecision(Action.GO)
@@ -319,7 +318,7 @@ def decide_before_request(
         reason = "rate-limit budget spent until the window resets"
         return _wait_or_defer(wait, now, max_inline_wait, reason, resume_at=status.reset_at)
     if status.limit and usable < status.limit * SMOOTHING_SHARE:
-        delay = status.seconds_until_reset(now) / (usable + 1)
+        delay = status.seconds_until_reset(now) * max(1.0, spenders) / (usable + 1)
         return PacingDecision(Action.GO, delay=delay, reason="pacing requests over the rate-limit window")
     return PacingDecision(Action.GO)
 

@@ -10,8 +10,14 @@ This is the pacing half of a request's cycle: :meth:`RequestBudget.check_before_
 worker's to make. The budget only decides; the transport (sync or async) sleeps, so one budget
 serves both loops and tests inject a clock instead of waiting.
 
-Where the status is kept is a :class:`BudgetBackend`: this process's memory by default. A store
-shared by every task of a client id plugs in here.
+Tasks on other workers may spend the same client id's budget. Without any shared store, a budget
+infers them from its own responses
+(:class:`~airflow_provider_prisjakt.api.budget_sharing.SpendEstimate`): the drop in ``Remaining`` beyond its own
+requests is theirs. It then paces so that all of them together fit the time to the reset, and
+stops early enough to leave room for the requests they may have under way when the budget runs out.
+Where the status is kept is a :class:`BudgetBackend`: this process's memory by default, or a store
+every task of the client id shares and counts its requests in (a :class:`CountingBackend`, such as
+:class:`~airflow_provider_prisjakt.client.budget_redis.RedisBudgetBackend`).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from airflow_provider_prisjakt.api.budget_sharing import SpendEstimate, in_flight_reserve
 from airflow_provider_prisjakt.api.ratelimit import (
     MAX_UNREADABLE_RESET_PROBES,
     UNREADABLE_RESET_DEFER_SECONDS,
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
     from airflow_provider_prisjakt.hooks.connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: 429s one request may wait through inline before it gives up: a server that keeps refusing
 #: after the reset it announced is not coming back soon.
@@ -71,6 +79,10 @@ class RequestStats:
         return data
 
 
+class BudgetBackendError(Exception):
+    """The shared budget store did not answer; the message names the error's type, never the store's URL."""
+
+
 class BudgetBackend(Protocol):
     """Where a budget keeps the last rate-limit status it observed."""
 
@@ -80,6 +92,28 @@ class BudgetBackend(Protocol):
 
     def store(self, status: RateLimitStatus | None) -> None:
         """Keep ``status``; ``None`` forgets what was known (its window is over)."""
+        ...
+
+
+@runtime_checkable
+class CountingBackend(BudgetBackend, Protocol):
+    """
+    A store every task of the client id shares, which also counts the requests they send in a window.
+
+    :meth:`~BudgetBackend.load` returns the shared view (the fewest requests left by the server's
+    word or by the count); :meth:`~BudgetBackend.store` merges a response's status in, and ignores
+    ``None`` (a shared window ends at its reset, for every task at once).
+    """
+
+    def claim(self, at: datetime, reserve: int) -> bool:
+        """
+        Count one request that goes at ``at``, in the window it falls in; refuse it when that is spent.
+
+        :param at: when the request will be sent (after its pacing delay or the reset).
+        :param reserve: requests of the window to leave unclaimed (the user's ``rate_limit_reserve``).
+        :return: whether the request may go; a refused one is not counted.
+        :raises BudgetBackendError: when the store does not answer.
+        """
         ...
 
 
@@ -102,6 +136,12 @@ class RequestBudget:
     """
     Decides when the next request may go, from the rate-limit headers of the responses so far.
 
+    Other tasks spending the same client id are inferred from the responses
+    (:class:`~airflow_provider_prisjakt.api.budget_sharing.SpendEstimate`) or, with a
+    :class:`CountingBackend`, counted exactly: each request is claimed in the shared
+    window before it goes. A shared store that stops answering is logged once, and the budget paces
+    on its own responses until it answers again.
+
     :param reserve: requests per window to leave unused for other users of the client id.
     :param max_inline_wait: the longest wait, in seconds, worth holding a worker for; a longer one
         is a ``DEFER`` decision.
@@ -123,26 +163,45 @@ class RequestBudget:
         self.reserve = reserve
         self.max_inline_wait = max_inline_wait
         self.reset_header = reset_header
-        self.backend: BudgetBackend = backend if backend is not None else InProcessBackend()
+        #: What this task's own responses said, whatever the backend: the fallback of a shared one.
+        self.own_view = InProcessBackend()
+        self.backend: BudgetBackend = backend if backend is not None else self.own_view
         self.clock = clock
+        self.spend = SpendEstimate()
+        self._sent_since_estimate = 0
+        self._backend_down = False
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings, *, clock: Callable[[], datetime] = utc_now) -> RequestBudget:
-        """Build the budget a connection asks for."""
+        """
+        Build the budget a connection asks for, on the shared store its ``budget_backend`` names.
+
+        :raises PrisjaktConfigError: when ``budget_backend`` cannot be used (the ``[redis]`` extra missing).
+        """
+        backend: BudgetBackend | None = None
         if settings.budget_backend:
-            log.warning(
-                "The connection's budget_backend is not supported yet; this hook paces on its own responses only"
-            )
+            # Imported here: it needs the optional ``limits`` package, and it builds on this module.
+            from airflow_provider_prisjakt.client.budget_redis import RedisBudgetBackend
+
+            backend = RedisBudgetBackend.for_connection(settings)
         return cls(
             reserve=settings.rate_limit_reserve,
             max_inline_wait=settings.max_inline_wait,
             reset_header=settings.reset_header,
+            backend=backend,
             clock=clock,
         )
 
     @property
+    def shared(self) -> bool:
+        """Whether every task of the client id counts its requests in this budget's backend."""
+        return isinstance(self.backend, CountingBackend)
+
+    @property
     def status(self) -> RateLimitStatus | None:
-        """The rate-limit status the last response reported, or ``None`` when nothing is known."""
+        """The rate-limit status last reported (by any task, with a shared backend), or ``None``."""
+        if self.shared:
+            return self._ask_backend(self.backend.load, self.own_view.load())
         return self.backend.load()
 
     def observe(self, headers: Mapping[str, str]) -> RateLimitStatus | None:
@@ -153,25 +212,90 @@ class RequestBudget:
         :return: the status the response reported, or ``None`` when it reported none.
         """
         status = parse_rate_limit_headers(headers, self.clock(), self.reset_header)
-        if status is not None:
-            self.backend.store(status)
+        if status is None:
+            return None
+        self.own_view.store(status)
+        if self.backend is not self.own_view:
+            self._ask_backend(lambda: self.backend.store(status), None)
+        if not self.shared:  # a shared count shows the others' spend; without one, the responses do
+            self._estimate_from(status)
         return status
 
     def before_request(self) -> PacingDecision:
         """
         Decide whether the next request goes now, after a pacing delay, after the reset, or not inline.
 
-        A pacing delay never exceeds ``max_inline_wait``. A ``WAIT`` decision forgets the status:
-        once the caller has waited for the reset, the old headers describe a window that is over.
+        The pacing shares the time to the reset among the tasks spending the budget, and the budget
+        counts as spent once only the reserve is left: the user's, plus the requests the other tasks
+        may have under way (:func:`~airflow_provider_prisjakt.api.budget_sharing.in_flight_reserve`)
+        unless a shared store counts every request. A pacing delay never exceeds ``max_inline_wait``.
+        A ``WAIT`` decision forgets the status: once the caller has waited for the reset, the old
+        headers describe a window that is over.
         """
-        decision = decide_before_request(
-            self.status, self.clock(), reserve=self.reserve, max_inline_wait=self.max_inline_wait
-        )
+        now = self.clock()
+        if self.shared:
+            decision = self._ask_backend(lambda: self._claim_in_shared_window(now), None)
+            if decision is not None:
+                return decision
+        status = self.own_view.load() if self.shared else self.backend.load()
+        decision = self._decide(status, now, self.reserve + in_flight_reserve(self.spend.spenders))
         if decision.action is Action.WAIT:
-            self.backend.store(None)
-        elif decision.action is Action.GO and decision.delay > self.max_inline_wait:
+            self._forget()
+        if decision.action is not Action.DEFER:
+            self._sent_since_estimate += 1
+        return decision
+
+    def _claim_in_shared_window(self, now: datetime) -> PacingDecision:
+        """Decide on the shared status, and claim the request in the window it will be sent in."""
+        backend: CountingBackend = self.backend  # type: ignore[assignment]  # checked by ``shared``
+        status = backend.load()
+        if status is not None:
+            self._estimate_from(status)
+        decision = self._decide(status, now, self.reserve)
+        if decision.action is Action.DEFER:
+            return decision
+        if not backend.claim(now + timedelta(seconds=decision.delay), self.reserve):
+            # Other tasks claimed the window's last requests since the look: wait for the reset with them.
+            spent = replace(status, remaining=0) if status is not None else None
+            decision = self._decide(spent, now, 0)
+            if decision.action is Action.DEFER:
+                return decision
+            # Claimed in the next window; it can be over-full only with more tasks waiting than it holds.
+            backend.claim(now + timedelta(seconds=decision.delay), self.reserve)
+        self._sent_since_estimate += 1
+        return decision
+
+    def _decide(self, status: RateLimitStatus | None, now: datetime, reserve: int) -> PacingDecision:
+        decision = decide_before_request(
+            status, now, reserve=reserve, max_inline_wait=self.max_inline_wait, spenders=self.spend.spenders
+        )
+        if decision.action is Action.GO and decision.delay > self.max_inline_wait:
             return replace(decision, delay=self.max_inline_wait)
         return decision
+
+    def _estimate_from(self, status: RateLimitStatus) -> None:
+        self.spend = self.spend.taking(status, self._sent_since_estimate)
+        self._sent_since_estimate = 0
+
+    def _forget(self) -> None:
+        """Forget the status once its window is over (a shared backend's windows end by themselves)."""
+        self.own_view.store(None)
+        if self.backend is not self.own_view:
+            self._ask_backend(lambda: self.backend.store(None), None)
+
+    def _ask_backend(self, ask: Callable[[], _T], fallback: _T) -> _T:
+        """Return ``ask()``, or ``fallback`` when the shared store does not answer (logged once per outage)."""
+        try:
+            answer = ask()
+        except BudgetBackendError as err:
+            if not self._backend_down:
+                log.warning("The shared budget backend did not answer (%s); pacing on this task's responses", err)
+            self._backend_down = True
+            return fallback
+        if self._backend_down:
+            log.info("The shared budget backend answers again")
+            self._backend_down = False
+        return answer
 
     def after_429(self, headers: Mapping[str, str], *, waits: int = 1, probes: int = 0) -> PacingDecision:
         """
@@ -208,7 +332,7 @@ class RequestBudget:
         if decision.action is Action.WAIT and waits > MAX_RATE_LIMIT_WAITS:
             return replace(decision, action=Action.DEFER)
         if decision.action is Action.WAIT:
-            self.backend.store(None)
+            self._forget()
         return decision
 
     def check_before_sending(self, call: Call) -> PacingDecision:

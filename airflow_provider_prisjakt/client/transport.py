@@ -28,7 +28,9 @@ from airflow_provider_prisjakt.api.pagination import (
     PaginationError,
     describe_errors,
     extract_page,
+    find_rel,
     next_page_url,
+    parse_link_header,
     same_origin,
 )
 from airflow_provider_prisjakt.api.ratelimit import parse_retry_after
@@ -199,12 +201,15 @@ class Page:
     :param next_url: the ``rel="next"`` URL, or ``None`` on the last page. A checkpoint stores this
         to resume without fetching the page again.
     :param number: 1-based page number within this pagination.
+    :param last_url: the ``rel="last"`` URL, when the server sent one; read only to estimate how many
+        pages the listing holds (:mod:`~airflow_provider_prisjakt.api.estimate`), never requested.
     """
 
     records: list[dict[str, Any]]
     url: str
     next_url: str | None
     number: int
+    last_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,7 +311,9 @@ class Transport:
             seen.add(requested)
             try:
                 records, errors = extract_page(reply.body, records_key)
-                next_url = next_page_url(reply.response.headers.get("Link"), requested, self.cycle.base_url, seen)
+                link = reply.response.headers.get("Link")
+                next_url = next_page_url(link, requested, self.cycle.base_url, seen)
+                last_url = find_rel(parse_link_header(link, requested), "last") if link else None
             except PaginationError as err:
                 raise PrisjaktPaginationError(f"{err} (page {number} of {urlsplit(requested).path})") from None
             if errors and not errors_logged:
@@ -314,7 +321,7 @@ class Transport:
                     "The API sent errors with %s: %s", urlsplit(requested).path, describe_errors(errors)
                 )
                 errors_logged = True
-            yield Page(records=records, url=requested, next_url=next_url, number=number)
+            yield Page(records=records, url=requested, next_url=next_url, number=number, last_url=last_url)
             # Let this page go before the next one is fetched. Held while the next is decoded, it
             # would double the live objects and push both into the collector's oldest generation.
             del reply, records

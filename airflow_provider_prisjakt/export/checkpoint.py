@@ -1,15 +1,29 @@
-"""Export checkpoints: where an export continues, small and JSON-safe for trigger kwargs and task state."""
+"""
+Export checkpoints: where an export continues, small and JSON-safe for trigger kwargs and task state.
+
+A deferral carries its checkpoint through the trigger. A crash leaves no chance to hand one over, so
+on Airflow 3.3+ a running export also keeps its latest checkpoint in the task instance's
+``task_state_store`` (:class:`CheckpointStore`), which outlives the task's tries: the retry resumes
+from it. Older Airflow has no such store, and a retry starts over.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_prisjakt import __version__
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
+    from airflow_provider_prisjakt.export.run import ExportRequest
+
+log = logging.getLogger(__name__)
 
 # Repeats caused by shifting pages are the last records of the page before, pushed onto the start of
 # the next page, so a checkpoint (stored in the trigger's kwargs, where size matters) keeps only the
@@ -47,6 +61,8 @@ class ExportCheckpoint:
     :param counters: request counters so far (requests, retries, 429s, waits, seconds waited, deferrals).
     :param recent_ids: ids of the last records written, to drop repeats across a resume.
     :param extracted_at: the ``_extracted_at`` of the run, kept across resumes.
+    :param destination: the sink's URI (``Sink.describe()``) the parts are staged for; a resume
+        into another destination starts over.
     """
 
     targets: list[str]
@@ -57,6 +73,7 @@ class ExportCheckpoint:
     counters: dict[str, float] = field(default_factory=dict)
     recent_ids: list[str] = field(default_factory=list)
     extracted_at: str | None = None
+    destination: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the checkpoint as plain JSON-safe data."""
@@ -84,3 +101,101 @@ class ExportPaused(Exception):
         self.checkpoint = checkpoint
         self.resume_at = resume_at
         self.error = error
+
+
+#: The ``task_state_store`` key holding a running export's checkpoint (the store is per task
+#: instance and map index, and shared by its tries).
+STATE_KEY = "prisjakt_export"
+
+
+class StateStore(Protocol):
+    """What an export needs of Airflow's ``task_state_store`` (3.3+): JSON values by key, kept across tries."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, or ``default``."""
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``."""
+
+    def delete(self, key: str) -> None:
+        """Forget ``key``; no error if it is not there."""
+
+
+class CheckpointStore:
+    """
+    An export's latest checkpoint in its task instance's ``task_state_store``, for a retry after a crash.
+
+    The stored value is the deferral's resume payload (``start``, ``end``, ``checkpoint``) plus the
+    resource and the provider version: a try whose window, resource or provider version differs
+    starts over instead of resuming. Storing is best effort: when a write fails, the checkpoint
+    stored before it still describes parts that are staged, so a crash costs more pages, never rows.
+
+    :param state: the task instance's ``task_state_store``.
+    :param request: the export it keeps the checkpoint of.
+    """
+
+    def __init__(self, state: StateStore, request: ExportRequest) -> None:
+        self.state = state
+        self.scope = {
+            "resource": request.resource.name,
+            "start": request.start.isoformat(),
+            "end": request.end.isoformat(),
+            "version": __version__,
+        }
+        self.writes = 0
+        self.seconds_writing = 0.0
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any], request: ExportRequest) -> CheckpointStore | None:
+        """Return the store of the running task instance, or ``None`` where Airflow has none (before 3.3, or outside a task)."""
+        state = context.get("task_state_store")
+        return cls(state, request) if state is not None else None
+
+    def load(self) -> ExportCheckpoint | None:
+        """Return the checkpoint an earlier try of this export stored, or ``None`` to start over."""
+        try:
+            stored = self.state.get(STATE_KEY)
+        except Exception:
+            log.warning("Could not read the task state store; the export starts over", exc_info=True)
+            return None
+        if not isinstance(stored, Mapping):
+            return None
+        stored_scope = {name: stored.get(name) for name in self.scope}
+        if stored_scope != self.scope:
+            log.info("The stored checkpoint is of another export (%s); this one starts over", stored_scope)
+            return None
+        try:
+            checkpoint = ExportCheckpoint.from_dict(stored["checkpoint"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("The stored checkpoint is unreadable; the export starts over", exc_info=True)
+            return None
+        log.info(
+            "Resuming from the checkpoint an earlier try stored: %s rows written, %s parts staged",
+            checkpoint.rows,
+            len(checkpoint.parts),
+        )
+        return checkpoint
+
+    def save(self, checkpoint: ExportCheckpoint) -> None:
+        """Store ``checkpoint``, replacing the one before; a failure is logged, not raised."""
+        began = time.perf_counter()
+        try:
+            self.state.set(STATE_KEY, {**self.scope, "checkpoint": checkpoint.to_dict()})
+        except Exception:
+            log.warning("Could not store the checkpoint; a crash would resume from the one before", exc_info=True)
+            return
+        self.writes += 1
+        self.seconds_writing += time.perf_counter() - began
+
+    def clear(self) -> None:
+        """Forget the stored checkpoint (before publishing: published staging can no longer be resumed)."""
+        self.state.delete(STATE_KEY)
+
+    def counters(self) -> dict[str, float]:
+        """
+        Return ``checkpoints`` (writes so far) and ``checkpoint_seconds`` (time spent writing them).
+
+        A checkpoint holds the counts from before its own write, so a crashed try's last write is
+        not counted.
+        """
+        return {"checkpoints": self.writes, "checkpoint_seconds": round(self.seconds_writing, 3)}

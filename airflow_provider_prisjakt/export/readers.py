@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_prisjakt.api.estimate import PagingProgress
+from airflow_provider_prisjakt.api.recent_keys import PageMemory
 from airflow_provider_prisjakt.api.resources import (
     CLICKS,
     EVENTS,
@@ -39,95 +40,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: How many pages of record ids the de-duplication memory holds besides the page being read.
-PAGES_REMEMBERED = 2
-
 
 def cursor_after(target: int, chunk: int, page: Page) -> Cursor:
     """Return the cursor after ``page`` of a paged list: its next URL, or the next chunk's first page."""
     if page.next_url:
         return Cursor(target, chunk, page.next_url, 0)
     return Cursor(target, chunk + 1, None, 0)
-
-
-class PageMemory:
-    """
-    The keys of the records of the last pages read, to drop records that shifting pages repeat.
-
-    The API's pages are not stable: events arriving while a client pages push records of one page
-    onto the start of the next. The memory holds the keys of the page being read and of the
-    :data:`PAGES_REMEMBERED` pages before it, whatever the page size, so such repeats are dropped
-    while memory stays flat however long the export. Keys are compared as text (``1`` and ``"1"``
-    are one key), as checkpoints store them.
-
-    :param pages: how many finished pages are remembered besides the current one.
-    :param initial: keys already seen, oldest first (e.g. from a checkpoint); they count as one page.
-    :param snapshot_size: how many of the latest keys :meth:`snapshot` returns (for checkpoints).
-    """
-
-    def __init__(self, pages: int = PAGES_REMEMBERED, initial: Iterable[Any] = (), snapshot_size: int = 0) -> None:
-        if pages < 1:
-            raise ValueError(f"pages must be at least 1, not {pages}")
-        self._pages: deque[set[str]] = deque([set()], maxlen=pages + 1)
-        self._latest: deque[str] = deque(maxlen=snapshot_size)
-        initial = list(initial)
-        if initial:
-            self.keep_new([{"id": key} for key in initial])
-            self.turn_page()
-
-    def __contains__(self, key: object) -> bool:
-        text = key if type(key) is str else str(key)
-        return any(text in page for page in self._pages)
-
-    def turn_page(self) -> None:
-        """Start a new page; the oldest remembered page is forgotten."""
-        self._pages.append(set())
-
-    def first_time(self, key: Any) -> bool:
-        """
-        Return True unless ``key`` is remembered; ``None`` is always new.
-
-        Either way the key counts as seen on the current page: a record repeated on this page is
-        as likely to show up again on the next one as any other record of this page.
-        """
-        if key is None:
-            return True
-        text = key if type(key) is str else str(key)
-        current = self._pages[-1]
-        if text in current:
-            return False
-        new = text not in self
-        current.add(text)
-        if new:
-            self._latest.append(text)
-        return new
-
-    def keep_new(self, records: list[Any], key_field: str = "id") -> list[Any]:
-        """
-        Return the records whose key is not remembered, in order, and remember their keys.
-
-        A record that is not an object, or has no key, is always kept. When every record is new
-        (the usual case, checked with set operations), ``records`` itself is returned.
-        """
-        try:
-            keys = [record[key_field] for record in records]
-        except (KeyError, TypeError, IndexError):
-            keys = []
-        if keys and set(map(type, keys)) == {str}:
-            distinct = set(keys)
-            if len(distinct) == len(keys) and all(distinct.isdisjoint(page) for page in self._pages):
-                self._pages[-1].update(distinct)
-                if self._latest.maxlen:
-                    self._latest.extend(keys)
-                return records
-        first_time = self.first_time
-        return [
-            record for record in records if first_time(record.get(key_field) if isinstance(record, Mapping) else None)
-        ]
-
-    def snapshot(self) -> list[str]:
-        """Return the latest ``snapshot_size`` keys, oldest first."""
-        return list(self._latest)
 
 
 @dataclass(frozen=True)
@@ -157,6 +75,13 @@ class Reader(ABC):
     """
 
     resource: ClassVar[Resource]
+
+    #: Whether the reader skips records whose key (as text) is in ``known_keys``, which the export
+    #: loop then sets to what the destination holds (``Sink.known_keys``).
+    skips_known_keys: ClassVar[bool] = False
+    known_keys: Container[str] = frozenset()
+    #: The pages read and left, for the export's estimate and progress lines (paged readers only).
+    progress: PagingProgress | None = None
 
     def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
         self.hook = hook
@@ -213,12 +138,16 @@ class EventPagesReader(PixelReader):
 
     Each chunk is requested as the connection's ``window_bounds`` say, a little wider than its share
     of the window; :meth:`in_window` keeps the events of the share. One filter serves the reader, so
-    its counts (:meth:`counters`) are the export's.
+    its counts (:meth:`counters`) are the export's. :attr:`progress` counts the pages read and left.
     """
+
+    #: The member of an event whose value costs one request more (the clicks reader's ``click_id``).
+    follows: ClassVar[str | None] = None
 
     def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
         super().__init__(hook, start, end, memory)
         self.window_filter = WindowFilter(start, end)
+        self.progress: PagingProgress = PagingProgress(self.follows)
 
     def pages(self, targets: Sequence[str], cursor: Cursor) -> Iterator[tuple[int, int, RequestChunk, Page]]:
         """Yield ``(target, chunk, request, page)`` of every event page from the cursor on."""
@@ -230,6 +159,10 @@ class EventPagesReader(PixelReader):
                 resume_url = cursor.page_url if (target, chunk) == (cursor.target, cursor.chunk) else None
                 request = chunks[chunk]
                 for page in self.hook.iter_pages(path, request.params, start_url=resume_url):
+                    resumed = resume_url is not None
+                    self.progress.page_read(
+                        target, len(targets), chunks, chunk, page, resumed=resumed, known=self.known_keys
+                    )
                     yield target, chunk, request, page
                     self.memory.turn_page()
                     del page  # released before the next page is fetched; see PrisjaktHook.iter_pages
@@ -272,13 +205,23 @@ class EventsReader(EventPagesReader):
 
 class ClicksReader(EventPagesReader):
     """
-    The click behind each event of the window, each click once.
+    The click behind each event of the window, each click once, unless the destination holds it.
+
+    A click costs a request: one in ``known_keys`` is not fetched (``requests_saved`` counts them),
+    nor one fetched earlier in the run (memory grows with the run's distinct clicks).
 
     The cursor points into the events page being worked through (``page_offset`` events done): a
     resume fetches that events page again and skips the events whose clicks are already written.
     """
 
     resource = CLICKS
+    skips_known_keys = True
+    follows = "click_id"
+
+    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
+        super().__init__(hook, start, end, memory)
+        self.fetched: set[str] = set()
+        self.requests_saved = 0
 
     def batches(self, targets: Sequence[str], cursor: Cursor) -> Iterator[Batch]:
         """Yield the click of each event of the window (none for an event without one), then the page's end."""
@@ -289,15 +232,33 @@ class ClicksReader(EventPagesReader):
                 # Placed one by one, so the offset counts the page as sent and a resume counts no drop twice.
                 if index < skip or not self.in_window([event], request):
                     continue
-                click_id = event.get("click_id")
-                clicks: list[dict[str, Any]] = []
-                if click_id and self.memory.first_time(f"click:{click_id}"):
-                    try:
-                        clicks = [self.hook.get_click(click_id)]
-                    except PrisjaktNotFoundError:
-                        log.warning("Click %s of event %s is not found; skipped", click_id, event.get("id"))
-                yield Batch(clicks, pixel_id, Cursor(target, chunk, page.url, index + 1))
+                yield Batch(self.click_of(event), pixel_id, Cursor(target, chunk, page.url, index + 1))
             yield Batch([], pixel_id, cursor_after(target, chunk, page))
+        if self.requests_saved:
+            log.info("Skipped %s click(s) the destination already holds", self.requests_saved)
+
+    def click_of(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Return ``[click]`` of an event, or ``[]``: no click, already read, held by the destination, or not found."""
+        click_id = event.get("click_id")
+        key = str(click_id)
+        if not click_id or key in self.fetched or f"click:{key}" in self.memory:
+            return []
+        clicks: list[dict[str, Any]] = []
+        if key in self.known_keys:
+            self.requests_saved += 1
+        else:
+            try:
+                clicks = [self.hook.get_click(click_id)]
+            except PrisjaktNotFoundError:
+                log.warning("Click %s of event %s is not found; skipped", click_id, event.get("id"))
+        # Remembered only once read: a pause during the request leaves the click to the resumed run.
+        self.fetched.add(key)
+        self.memory.first_time(f"click:{key}")
+        return clicks
+
+    def counters(self) -> dict[str, int]:
+        """Return the window's counts and ``requests_saved``: clicks not fetched as the destination holds them."""
+        return {**super().counters(), "requests_saved": self.requests_saved}
 
 
 class PurchaseSummaryReader(PixelReader):

@@ -5,7 +5,9 @@ Data flows one way: the resource's reader yields batches of records, each with t
 it; :class:`ExportRun` writes them to the sink's open part as they arrive, and the sink says when a
 part is full and which partition a batch belongs to (a part never spans two). When the rate-limit budget runs out with a far reset, the run closes the open part
 and raises :class:`ExportPaused` with a small JSON-safe :class:`ExportCheckpoint`; the operator
-defers and later resumes from it. The loop never asks which resource or destination it serves.
+defers and later resumes from it. Given a :class:`CheckpointStore` (Airflow 3.3+), the run also
+stages what it wrote and stores its checkpoint every :data:`CHECKPOINT_EVERY_PAGES` pages, so that
+a retry after a crash resumes there. The loop never asks which resource or destination it serves.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt import __version__
+from airflow_provider_prisjakt.api.estimate import eta_seconds, format_duration
+from airflow_provider_prisjakt.api.recent_keys import PageMemory
 from airflow_provider_prisjakt.api.windows import format_api_time
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
-from airflow_provider_prisjakt.export.checkpoint import CHECKPOINT_IDS_KEPT, ExportCheckpoint, ExportPaused
-from airflow_provider_prisjakt.export.readers import PageMemory, reader_for
+from airflow_provider_prisjakt.export.checkpoint import (
+    CHECKPOINT_IDS_KEPT,
+    CheckpointStore,
+    ExportCheckpoint,
+    ExportPaused,
+)
+from airflow_provider_prisjakt.export.readers import reader_for
 from airflow_provider_prisjakt.export.sinks import PARTITION_KEY
 
 if TYPE_CHECKING:
@@ -33,6 +42,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 30.0
+#: Pages between two stored checkpoints (with a :class:`CheckpointStore`). A crash then fetches again
+#: at most this many pages: the one in flight and the written pages after the last checkpoint. Each
+#: checkpoint stages the open part first, so parts hold at most this many pages' rows; 2 halves the
+#: parts and the store writes of checkpointing every page, for at most one more page fetched twice.
+#: A page is a step of the reader's cursor to a new page: a list page, a summary's day, or for
+#: clicks an events page (with the click requests of its events).
+CHECKPOINT_EVERY_PAGES = 2
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,8 @@ class ExportRun:
     :param sink: where to write; its ``rows_per_part`` says when a part is full.
     :param extracted_at: the ``_extracted_at`` value of new rows (kept from the checkpoint on resume).
     :param checkpoint: resume from here instead of the start.
+    :param store: where to keep the checkpoint while running, for a retry after a crash; without
+        one (Airflow before 3.3, or outside a task) a crash means starting over.
     """
 
     def __init__(
@@ -75,10 +93,19 @@ class ExportRun:
         *,
         extracted_at: datetime,
         checkpoint: ExportCheckpoint | None = None,
+        store: CheckpointStore | None = None,
     ) -> None:
         self.hook = hook
         self.request = request
         self.sink = sink
+        self.store = store
+        if checkpoint is not None and checkpoint.destination not in (None, sink.describe()):
+            log.warning(
+                "The checkpoint is of an export to %s, not %s; the export starts over",
+                checkpoint.destination,
+                sink.describe(),
+            )
+            checkpoint = None
         self.resuming = checkpoint is not None
         # A copy: the run moves its own cursor and counts, never the caller's checkpoint.
         self.state = (
@@ -92,16 +119,21 @@ class ExportRun:
         self._baseline = hook.stats.to_dict()
         self._part_rows: int | None = None  # rows in the open part; None while no part is open
         self._part_partition: str | None = None  # the open part's partition
+        self._pages_unstored = 0  # pages written since the last stored checkpoint
         self._started = self._last_progress = time.monotonic()
 
     # -- steps -------------------------------------------------------------------------------------
 
     def begin(self) -> None:
-        """Resolve the targets (a fresh run) and prepare the sink."""
+        """Resolve the targets (a fresh run), prepare the sink, and tell the reader what the sink already holds."""
         if not self.resuming:
             self.state.targets = self.reader.targets(self.request.pixel_id, self.request.shop_id)
         self.sink.set_targets(self.state.targets)
         self.sink.begin(resume=self.resuming)
+        if self.reader.skips_known_keys:
+            self.reader.known_keys = self.sink.known_keys()
+        if self.reader.progress is not None:
+            self.reader.progress.on_first_page = self._log_estimate
 
     def write_batch(self, batch: Batch) -> None:
         """
@@ -126,13 +158,31 @@ class ExportRun:
             if limit is not None and self._part_rows >= limit:
                 self._close_part()
         self.state.cursor = batch.cursor
+        if batch.cursor.page_offset == 0:  # the cursor moved on to a new page
+            self._pages_unstored += 1
+            if self.store is not None and self._pages_unstored >= CHECKPOINT_EVERY_PAGES:
+                self.store_checkpoint()
         self._log_progress()
+
+    def store_checkpoint(self) -> None:
+        """
+        Stage the open part, then store the checkpoint: the rows it covers are staged before a retry
+        can resume from it. Without a store, do nothing.
+        """
+        if self.store is None:
+            return
+        self._close_part()
+        self.store.save(self.checkpoint())
+        self._pages_unstored = 0
 
     def pause(self, error: PrisjaktRateLimitError) -> ExportPaused:
         """Stage the open part and return the pause to raise, with the checkpoint to resume from."""
         self._close_part()
         paused = self.checkpoint()
         paused.counters["deferrals"] = paused.counters.get("deferrals", 0) + 1
+        if self.store is not None:
+            # Should the resumed try die, the task's retry resumes here too, as the trigger would.
+            self.store.save(paused)
         log.info("Rate-limit budget spent after %s rows; pausing until %s", self.state.rows, error.reset_at)
         return ExportPaused(paused, error.reset_at, error)
 
@@ -140,6 +190,11 @@ class ExportRun:
         """Close the last part, publish everything through the sink, and return the manifest."""
         self._close_part()
         final = self.checkpoint()
+        if self.store is not None:
+            # Forgotten before publishing, which consumes the staging: a crash while publishing
+            # then starts over (publishing again is safe), rather than resuming from staged parts
+            # that are gone.
+            self.store.clear()
         request = self.request
         manifest = {
             "resource": request.resource.name,
@@ -173,6 +228,7 @@ class ExportRun:
             counters=self._counters(),
             recent_ids=self.reader.memory.snapshot(),
             extracted_at=state.extracted_at,
+            destination=self.sink.describe(),
         )
 
     # -- driver ------------------------------------------------------------------------------------
@@ -193,12 +249,24 @@ class ExportRun:
             return self.finish()
         except PrisjaktRateLimitError as error:
             if not pause_on_rate_limit:
-                self.sink.abort()
+                self.abort()
                 raise
             raise self.pause(error) from None
         except BaseException:
-            self.sink.abort()
+            self.abort()
             raise
+
+    def abort(self) -> None:
+        """
+        Forget the stored checkpoint, then remove what is staged: a failed run leaves nothing to
+        resume, and its retry starts over as before. (A crash runs no code; its retry resumes.)
+        """
+        if self.store is not None:
+            try:
+                self.store.clear()
+            except Exception:  # the error that led here stays the one raised
+                log.warning("Could not forget the stored checkpoint", exc_info=True)
+        self.sink.abort()
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -221,20 +289,46 @@ class ExportRun:
         """The counters carried over from earlier runs plus this hook's traffic and the reader's counts since."""
         # The reader's counts (rows_outside_window, rows_without_time) start at 0 with each run.
         now = {**self.hook.stats.to_dict(), **self.reader.counters()}
+        if self.store is not None:
+            now.update(self.store.counters())
         return add_counters(self.state.counters, now, self._baseline)
+
+    def _log_estimate(self) -> None:
+        """Log what the export costs, from its first page (which the export reads on, never fetching it twice)."""
+        progress, request, status = self.reader.progress, self.request, self.hook.rate_limit
+        assert progress is not None  # it calls this
+        days = (request.end - request.start) / timedelta(days=1)
+        planned = progress.estimate(request.resource.name, self.state.targets, days, status.limit if status else None)
+        log.info(
+            "Estimate%s: %s, %s of them other than pages; pixel %s reads %s page(s) in its first request, %s",
+            " of what is left" if self.resuming else "",
+            planned,
+            planned.other_requests,
+            self.state.targets[progress.target],
+            progress.listing_pages,
+            'as its rel="last" link says' if progress.exact else "judged by how far back its first page reached",
+        )
 
     def _log_progress(self) -> None:
         now = time.monotonic()
         if now - self._last_progress < PROGRESS_EVERY_SECONDS:
             return
         self._last_progress = now
-        status = self.hook.rate_limit
+        status, sent = self.hook.rate_limit, self.hook.stats.requests - self._baseline["requests"]
+        progress, where, eta = self.reader.progress, "", ""
+        if progress is not None and progress.pages_read:
+            seconds = eta_seconds(
+                progress.requests_left(), sent / max(now - self._started, 1e-9), status, datetime.now(UTC)
+            )
+            where, eta = f"; {progress.describe()}", f"; about {format_duration(seconds)} to go"
         log.info(
-            "Exported %s rows of %s with %s requests (%.0f rows/s); %s requests left, window resets at %s",
+            "Exported %s rows of %s with %s requests (%.0f rows/s)%s%s; %s requests left, window resets at %s",
             self.state.rows,
             self.request.resource.name,
-            self.hook.stats.requests - self._baseline["requests"],
+            sent,
             (self.state.rows - self._rows_at_start) / max(now - self._started, 1e-9),
+            where,
+            eta,
             status.remaining if status else "unknown",
             status.reset_at.isoformat() if status and status.reset_at else "unknown",
         )

@@ -9,6 +9,7 @@ the form cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import math
@@ -27,6 +28,8 @@ DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 AUTH_TYPES = ("headers", "oauth2")
 #: Schemes a host without one may get.
 PROTOCOLS = ("https", "http")
+#: URL schemes of a ``budget_backend`` (Redis and Valkey, as ``limits`` names them).
+BUDGET_BACKEND_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "valkey", "valkeys", "valkey+unix")
 MASKED_VALUE = "***"
 
 
@@ -111,8 +114,8 @@ CONNECTION_EXTRA_FIELDS: tuple[ExtraField, ...] = (
         "Shared budget backend",
         "string",
         None,
-        "URL of a store that every task of this client id paces against (e.g. redis://host:6379/0); "
-        "empty paces each task on its own responses.",
+        "URL of a Redis or Valkey store that every task of this client id counts its requests in "
+        "(e.g. redis://host:6379/0; needs the [redis] extra); empty: each task infers the others.",
         secret=True,
     ),
     ExtraField(
@@ -314,6 +317,15 @@ def check_url_may_carry_credentials(url: str, what: str) -> None:
         )
 
 
+def check_budget_backend(url: str) -> None:
+    """Refuse a ``budget_backend`` URL of a kind the shared budget cannot use, without quoting it (it may hold a password)."""
+    if urlsplit(url).scheme.lower() not in BUDGET_BACKEND_SCHEMES:
+        raise ConnectionSettingsError(
+            "Connection extra 'budget_backend' must be a URL of a Redis or Valkey store, starting with one of "
+            + ", ".join(f"{scheme}://" for scheme in BUDGET_BACKEND_SCHEMES)
+        )
+
+
 def settings_from_connection(
     *,
     host: str | None,
@@ -347,6 +359,8 @@ def settings_from_connection(
     except ValueError as err:
         raise ConnectionSettingsError(f"The API base URL (host {host!r}, port {port!r}) is not usable: {err}") from None
     check_url_may_carry_credentials(base_url, "API base URL")
+    if values["budget_backend"]:
+        check_budget_backend(values["budget_backend"])
     if values["auth_type"] == "oauth2":
         check_url_may_carry_credentials(values["token_url"], "OAuth2 token URL")
     return ConnectionSettings(base_url=base_url, client_id=login, client_secret=password, **values)
@@ -377,4 +391,7 @@ def connection_settings(conn: Any, conn_id: str, overrides: Mapping[str, Any] | 
     mask_secret(settings.client_secret)
     if settings.budget_backend:
         mask_secret(settings.budget_backend)
+        with contextlib.suppress(ValueError):  # a client library may print the password alone
+            if password := urlsplit(settings.budget_backend).password:
+                mask_secret(password)
     return settings

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_prisjakt.api.estimate import Estimate, plan
 from airflow_provider_prisjakt.api.resources import UnreadableSummaryError, normalise_purchase_summary
 from airflow_provider_prisjakt.api.windows import (
     WindowError,
@@ -211,7 +213,7 @@ class PrisjaktHook(BaseHook):
     ) -> Iterator[dict[str, Any]]:
         """Yield every record of a list endpoint across all pages, dropping records repeated by shifting pages."""
         # The readers' de-duplication memory: one for every reading path.
-        from airflow_provider_prisjakt.export.readers import PageMemory
+        from airflow_provider_prisjakt.api.recent_keys import PageMemory
 
         memory = PageMemory()
         for page in self.iter_pages(path, params, records_key=records_key):
@@ -301,6 +303,39 @@ class PrisjaktHook(BaseHook):
     def get_click(self, click_id: str) -> dict[str, Any]:
         """Return one click."""
         return self.get_json(f"clicks/{path_segment(click_id, 'click_id')}")
+
+    def estimate(
+        self,
+        pixel_ids: str | Sequence[str] | None,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        shop_id: int | str | None = None,
+        resource: str = "events",
+    ) -> Estimate:
+        """
+        Estimate the requests and hours of budget an export or backfill of ``[start, end)`` takes.
+
+        Spends one request per pixel: the first events page of its newest 60-day chunk, whose ``rel="last"``
+        link (or else how far back its events reach) gives its pages; plus the shop's pixel list for ``shop_id``.
+
+        :param pixel_ids: a pixel id or several; ``None`` for every pixel of ``shop_id``.
+        :param resource: ``events``, ``clicks`` (plus a request per click, an upper bound) or ``purchase_summary``.
+        :return: the plan; its ``str()`` says it in one sentence.
+        """
+        from airflow_provider_prisjakt.export.readers import READERS, EventPagesReader, PixelReader
+
+        reader = READERS.get(resource)
+        if reader is None or not issubclass(reader, PixelReader):
+            raise PrisjaktConfigError(f"estimate plans events, clicks or purchase_summary, not {resource!r}")
+        chunks, before = self.request_chunks(start, end), self.stats.requests  # newest first
+        pixels = [pixel_ids] if isinstance(pixel_ids, str) else list(pixel_ids or ())
+        pixels = pixels or reader(self, chunks[-1].start, chunks[0].end).targets(None, shop_id)
+        listing = self.stats.requests - before
+        pages = self.iter_pages if issubclass(reader, EventPagesReader) else None  # summaries need no probe
+        planned = plan(resource, pixels, chunks, pages, self.events_path, follows=getattr(reader, "follows", None))
+        limit, spent = self.rate_limit.limit if self.rate_limit else None, self.stats.requests - before
+        return dataclasses.replace(planned, other_requests=planned.other_requests + listing, limit=limit, spent=spent)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials and role with one cheap authenticated request; never raises."""

@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, 
 from airflow_provider_prisjakt.api.resources import get_resource
 from airflow_provider_prisjakt.api.windows import WindowError, format_api_time, to_utc
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.export.checkpoint import ExportCheckpoint, ExportPaused
+from airflow_provider_prisjakt.export.checkpoint import CheckpointStore, ExportCheckpoint, ExportPaused
 from airflow_provider_prisjakt.export.formats import parse_file_options, writer_for
 from airflow_provider_prisjakt.export.readers import reader_for
 from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
@@ -30,11 +30,7 @@ from airflow_provider_prisjakt.transfers.assets import (
     default_outlets,
     record_asset_events,
 )
-from airflow_provider_prisjakt.transfers.window import (
-    empty_window_message,
-    format_lookback,
-    parse_lookback,
-)
+from airflow_provider_prisjakt.transfers.window import describe_window, empty_window_message, parse_lookback
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -192,25 +188,8 @@ class PrisjaktExportOperator(BaseOperator):
         subject = f"pixel {request.pixel_id}" if request.pixel_id else f"every pixel of shop {request.shop_id}"
         if request.resource.scope_column is None:
             subject = f"shop {request.shop_id}"
-        lookback = parse_lookback(self.lookback)
-        if lookback:
-            self.log.info(
-                "Exporting Prisjakt %s of %s from %s (%s minus the look-back %s) to %s",
-                request.resource.name,
-                subject,
-                format_api_time(request.start),
-                format_api_time(request.start + lookback),
-                format_lookback(lookback),
-                format_api_time(request.end),
-            )
-        else:
-            self.log.info(
-                "Exporting Prisjakt %s of %s from %s to %s",
-                request.resource.name,
-                subject,
-                format_api_time(request.start),
-                format_api_time(request.end),
-            )
+        window = describe_window(request.start, request.end, parse_lookback(self.lookback))
+        self.log.info("Exporting Prisjakt %s of %s from %s", request.resource.name, subject, window)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Resume the export after a rate-limit deferral, from the checkpoint the trigger echoed back."""
@@ -226,6 +205,10 @@ class PrisjaktExportOperator(BaseOperator):
         return self._export(context, request, checkpoint)
 
     def _export(self, context: Context, request: ExportRequest, checkpoint: ExportCheckpoint | None) -> dict[str, Any]:
+        # Airflow 3.3+ keeps the running export's checkpoint for the task's retries; a retry resumes from it.
+        store = CheckpointStore.from_context(context, request)
+        if checkpoint is None and store is not None:
+            checkpoint = store.load()
         extracted_at = (
             datetime.fromisoformat(checkpoint.extracted_at)
             if checkpoint and checkpoint.extracted_at
@@ -235,7 +218,7 @@ class PrisjaktExportOperator(BaseOperator):
             sink = self.build_sink(request, extracted_at, spool_dir)
             self._output_uri = sink.describe()
             try:
-                run = ExportRun(self.hook, request, sink, extracted_at=extracted_at, checkpoint=checkpoint)
+                run = ExportRun(self.hook, request, sink, extracted_at=extracted_at, checkpoint=checkpoint, store=store)
                 manifest = run.execute(pause_on_rate_limit=self.deferrable)
             except ExportPaused as paused:
                 self._defer(request, paused)
@@ -274,7 +257,8 @@ class PrisjaktExportOperator(BaseOperator):
 
         Besides rows, files and the request counters it says how many records the API sent outside
         the window (``rows_outside_window``, dropped) and how many had no readable time
-        (``rows_without_time``, kept).
+        (``rows_without_time``, kept), and how many click requests were not sent because the
+        destination already holds those clicks (``requests_saved``).
         """
         counters = manifest.get("counters", {})
         return {
@@ -291,6 +275,7 @@ class PrisjaktExportOperator(BaseOperator):
             "deferrals": int(counters.get("deferrals", 0)),
             "rows_outside_window": int(counters.get("rows_outside_window", 0)),
             "rows_without_time": int(counters.get("rows_without_time", 0)),
+            "requests_saved": int(counters.get("requests_saved", 0)),
         }
 
     # -- lineage -----------------------------------------------------------------------------------

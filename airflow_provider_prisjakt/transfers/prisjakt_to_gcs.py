@@ -7,7 +7,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.export.sinks.object_store import GCS_REQUEST_TIMEOUT, GCSSink
+from airflow_provider_prisjakt.export.sinks.gcs import GCS_REQUEST_TIMEOUT, GCSSink
+from airflow_provider_prisjakt.export.sinks.layout import default_click_index_prefix
 from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
 if TYPE_CHECKING:
@@ -27,11 +28,16 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
     one folder per pixel, ``<object_name>/pixel_id=<id>/part-NNNNN.<ext>`` plus its ``_manifest.json``
     written last (``resource="pixels"``: ``<object_name>/part-NNNNN.<ext>``), staged publication,
     re-runs that replace their pixels' output and delete stale parts, and never a touch of another
-    pixel's folder, so mapped tasks can share one ``object_name``.
+    pixel's folder, so mapped tasks can share one ``object_name``. ``resource="clicks"`` fetches each
+    click once per destination, through a click index at ``click_index_prefix``.
 
     :param bucket: the GCS bucket. (templated)
     :param object_name: the object name prefix of this window's files. (templated)
     :param gcp_conn_id: the Google Cloud connection. (templated)
+    :param click_index_prefix: where ``resource="clicks"`` keeps the index of the click ids already
+        exported, an object name prefix in the same bucket that stays the same across windows; by
+        default the folder above the first templated segment of ``object_name`` (see
+        :class:`~airflow_provider_prisjakt.transfers.prisjakt_to_s3.PrisjaktToS3Operator`). (templated)
     :param impersonation_chain: optional service account to impersonate. (templated)
     :param request_timeout: seconds each GCS request may take (default 60, the client's own). Retries
         of one call stop after 30 s or three timeouts, whichever comes first, so a bucket that stops
@@ -60,6 +66,7 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
         "object_name",
         "gcp_conn_id",
         "impersonation_chain",
+        "click_index_prefix",
     )
 
     def __init__(
@@ -70,6 +77,7 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
         request_timeout: int = GCS_REQUEST_TIMEOUT,
+        click_index_prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,6 +88,11 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
         if request_timeout <= 0:
             raise PrisjaktConfigError(f"request_timeout must be a positive number of seconds, got {request_timeout!r}")
         self.request_timeout = request_timeout
+        self.click_index_prefix = click_index_prefix
+        if click_index_prefix is None and isinstance(object_name, str):
+            # Derived before rendering: only the template shows which part of the name changes per window
+            # (a object_name known only at run time is left to the sink, which derives it once rendered).
+            self.click_index_prefix = default_click_index_prefix(object_name)
 
     @cached_property
     def gcs_hook(self) -> GCSHook:
@@ -106,5 +119,6 @@ class PrisjaktToGCSOperator(PrisjaktObjectStoreExportOperator):
             bucket=self.bucket,
             request_timeout=self.request_timeout,
             prefix=self.object_name,
+            click_index_prefix=self.click_index_prefix,
             **self.sink_options(request, extracted_at, spool_dir),
         )

@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
+from airflow_provider_prisjakt.export.sinks.layout import default_click_index_prefix
 from airflow_provider_prisjakt.export.sinks.object_store import S3Sink
 from airflow_provider_prisjakt.transfers.base import PrisjaktObjectStoreExportOperator
 
@@ -33,9 +34,20 @@ class PrisjaktToS3Operator(PrisjaktObjectStoreExportOperator):
     parts and deletes stale parts of an earlier, longer run. An export touches only its own pixels'
     folders, so mapped tasks (one per pixel) can share one ``s3_key``.
 
+    ``resource="clicks"`` fetches each click once per destination: a window's files hold the clicks
+    first exported in that window. The click ids exported so far are listed in a click index (see
+    ``click_index_prefix``), one object per pixel and window written with the manifest; clicks it
+    lists are not fetched again (the summary's ``requests_saved``), except those of the window being
+    written, so a re-run rewrites its own clicks.
+
     :param s3_bucket: the bucket. (templated)
     :param s3_key: the key prefix of this window's files, e.g. ``prisjakt/events/{{ ds }}/``. (templated)
     :param aws_conn_id: the AWS connection. (templated)
+    :param click_index_prefix: where ``resource="clicks"`` keeps the index of the click ids already
+        exported, a key prefix in the same bucket that must stay the same across windows. By default
+        the folder above the first templated segment of ``s3_key``: ``prisjakt/clicks/{{ ds }}/``
+        keeps it in ``prisjakt/clicks/_click_index/``. A key that starts with a template, or exports
+        that must each hold every click, need it set. (templated)
     :param file_format: ``jsonl`` (default), ``csv`` or ``parquet``.
     :param compression: ``gzip`` or ``None``.
     :param max_rows_per_file: rows per part file (default one million).
@@ -59,13 +71,27 @@ class PrisjaktToS3Operator(PrisjaktObjectStoreExportOperator):
         "s3_bucket",
         "s3_key",
         "aws_conn_id",
+        "click_index_prefix",
     )
 
-    def __init__(self, *, s3_bucket: str, s3_key: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        s3_bucket: str,
+        s3_key: str,
+        aws_conn_id: str | None = "aws_default",
+        click_index_prefix: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
         self.aws_conn_id = aws_conn_id
+        self.click_index_prefix = click_index_prefix
+        if click_index_prefix is None and isinstance(s3_key, str):
+            # Derived before rendering: only the template shows which part of the key changes per window
+            # (a s3_key known only at run time is left to the sink, which derives it once rendered).
+            self.click_index_prefix = default_click_index_prefix(s3_key)
 
     @cached_property
     def s3_hook(self) -> S3Hook:
@@ -91,5 +117,6 @@ class PrisjaktToS3Operator(PrisjaktObjectStoreExportOperator):
             hook=self.s3_hook,
             bucket=self.s3_bucket,
             prefix=self.s3_key,
+            click_index_prefix=self.click_index_prefix,
             **self.sink_options(request, extracted_at, spool_dir),
         )

@@ -5,9 +5,10 @@ when a run has no window to export.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_provider_prisjakt.api.windows import format_api_time
 from airflow_provider_prisjakt.version_compat import AIRFLOW_V_3_0_PLUS
 
 #: ``start`` and ``end`` templates for the UTC day before the run, that render in every run of this
@@ -60,6 +61,21 @@ def format_lookback(value: timedelta) -> str:
     return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "" if days else "T0S")
 
 
+def describe_window(start: datetime, end: datetime, lookback: timedelta) -> str:
+    """
+    Say from when to when an export reads, and how much of it is the look-back, e.g.
+    ``2026-09-20T00:00:00Z (2026-10-20T00:00:00Z minus the look-back P30D) to 2026-10-21T00:00:00Z``.
+
+    :param start: the window's start, the look-back included.
+    :param end: the window's end.
+    :param lookback: the look-back, ``timedelta(0)`` for none.
+    """
+    since = format_api_time(start)
+    if lookback:
+        since += f" ({format_api_time(start + lookback)} minus the look-back {format_lookback(lookback)})"
+    return f"{since} to {format_api_time(end)}"
+
+
 def empty_window_message(context: Any) -> str:
     """
     Say why a run has no window to export, and how to give it one that works in exactly that run.
@@ -73,7 +89,7 @@ def empty_window_message(context: Any) -> str:
             "The export window is empty: this run was triggered without a logical date, so it has no data "
             f"interval. {fix}, or schedule the DAG with a data-interval timetable such as "
             "CronDataIntervalTimetable and trigger it with a logical date (the Trigger form's logical date, or "
-            "airflow dags trigger --logical-date <time> <dag_id>), which gives it the last complete interval."
+            "airflow dags trigger --logical-date <time> <dag_id>), which gives the run the last complete interval before it."
         )
     return (
         "The export window is empty: this run's data interval has no length, as Airflow 3's default cron "

@@ -37,17 +37,21 @@ with DAG(
         return [str(pixel["id"]) for pixel in PrisjaktHook().get_pixels(shop_id)]
 
     pixels = list_pixels("{{ dag_run.conf['shop_id'] }}")
+    # What every mapped export shares: the window, the pool, and a map index named after the pixel.
+    common = {
+        "start": "{{ dag_run.conf['start'] }}",
+        "end": "{{ dag_run.conf['end'] }}",
+        "pool": POOL,
+        "map_index_template": "{{ task.pixel_id }}",
+    }
 
     for name, conn_id in SQL_DESTINATIONS.items():
         PrisjaktToSqlOperator.partial(
             task_id=f"events_to_{name}",
             conn_id=conn_id,
             table="{{ dag_run.conf['table'] }}",
-            start="{{ dag_run.conf['start'] }}",
-            end="{{ dag_run.conf['end'] }}",
             write_disposition="replace_window",
-            pool=POOL,
-            map_index_template="{{ task.pixel_id }}",
+            **common,
         ).expand(pixel_id=pixels)
 
     PrisjaktToS3Operator.partial(
@@ -55,8 +59,5 @@ with DAG(
         s3_bucket="{{ dag_run.conf['bucket'] }}",
         s3_key="{{ dag_run.conf['prefix'] }}",
         aws_conn_id="prisjakt_test_aws",
-        start="{{ dag_run.conf['start'] }}",
-        end="{{ dag_run.conf['end'] }}",
-        pool=POOL,
-        map_index_template="{{ task.pixel_id }}",
+        **common,
     ).expand(pixel_id=pixels)

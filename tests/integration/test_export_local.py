@@ -115,17 +115,19 @@ def folder_state(root: Path) -> dict[str, bytes | None]:
     return {str(path.relative_to(root)): (path.read_bytes() if path.is_file() else None) for path in root.rglob("*")}
 
 
-def pixel_folder(root: Path, pixel: str) -> Path:
+def pixel_folder(root: Path, pixel: str, prefix: str = PREFIX) -> Path:
     """The folder of one pixel's output: ``<prefix>/pixel_id=<id>/``."""
-    return root / PREFIX / f"pixel_id={pixel}"
+    return root / prefix / f"pixel_id={pixel}"
 
 
-def published_records(root: Path, pixel: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def published_records(
+    root: Path, pixel: str | None, prefix: str = PREFIX
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """
     The manifest and the records of its parts in a pixel's folder (the prefix itself for ``None``),
     checking the parts against the manifest and that nothing else is in the folder.
     """
-    folder = root / PREFIX if pixel is None else pixel_folder(root, pixel)
+    folder = root / prefix if pixel is None else pixel_folder(root, pixel, prefix)
     manifest = json.loads((folder / "_manifest.json").read_text())
     records: list[dict[str, Any]] = []
     for part in manifest["parts"]:

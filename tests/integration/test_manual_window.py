@@ -22,11 +22,12 @@ pytestmark = pytest.mark.integration
 SHOP = 4242
 RUN_AFTER = datetime(2026, 10, 21, 5, 30, tzinfo=UTC)
 DAY_BEFORE = (datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 10, 21, tzinfo=UTC))
+EVENTS_PER_PIXEL = 600
 
 
 @pytest.fixture
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrisjaktSandbox]:
-    with PrisjaktSandbox(SandboxConfig(events_per_pixel=600, page_size=200)) as running:
+    with PrisjaktSandbox(SandboxConfig(events_per_pixel=EVENTS_PER_PIXEL, page_size=200)) as running:
         register_secret(running.client_secret)
         monkeypatch.setenv("AIRFLOW_CONN_PRISJAKT_DEFAULT", running.connection_json())
         yield running
@@ -48,7 +49,9 @@ def test_the_suggested_templates_export_the_day_before_a_run_without_a_data_inte
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     warehouse = tmp_path / "warehouse.db"
-    monkeypatch.setenv("AIRFLOW_CONN_PRISJAKT_TEST_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PRISJAKT_TEST_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
+    )
 
     run = run_manually("prisjakt_test_manual_window")
 

@@ -24,14 +24,14 @@ def export(dag_id: str = "daily_export", **kwargs: Any) -> PrisjaktToS3Operator:
 @pytest.mark.parametrize(
     ("destination", "asset"),
     [
-        ("postgres://db.example.com:5432/warehouse.public.events", "postgres://db.example.com:5432/warehouse/public/events"),
-        ("mysql://db.example.com:3306/warehouse.events", "mysql://db.example.com:3306/warehouse/events"),
+        ("postgres://db:5432/warehouse.public.events", "postgres://db:5432/warehouse/public/events"),
+        ("mysql://db:3306/warehouse.events", "mysql://db:3306/warehouse/events"),
         ("sqlite:///srv/data/warehouse.db/main.events", "sqlite:///srv/data/warehouse.db/main/events"),
         ("s3://lake/prisjakt/events/date=2026-10-20", "s3://lake/prisjakt/events/date=2026-10-20"),
         ("gs://lake/prisjakt/events/date=2026-10-20", "gs://lake/prisjakt/events/date=2026-10-20"),
         ("file:///srv/exports/prisjakt/events", "file:///srv/exports/prisjakt/events"),
         # already in the providers' form: left as it is
-        ("postgres://db.example.com:5432/warehouse/public/events", "postgres://db.example.com:5432/warehouse/public/events"),
+        ("postgres://db:5432/warehouse/public/events", "postgres://db:5432/warehouse/public/events"),
     ],
 )
 def test_a_destination_becomes_the_asset_uri_the_official_providers_use(destination: str, asset: str) -> None:
@@ -40,7 +40,7 @@ def test_a_destination_becomes_the_asset_uri_the_official_providers_use(destinat
 
 @pytest.mark.parametrize(
     "uri",
-    ["postgres://db.example.com:5432/warehouse/public/events", "mysql://db.example.com:3306/warehouse/events"],
+    ["postgres://db:5432/warehouse/public/events", "mysql://db:3306/warehouse/events"],
 )
 def test_airflow_and_the_database_providers_accept_the_table_uris_unchanged(uri: str) -> None:
     # The PostgreSQL and MySQL providers check and normalize their schemes' URIs; ours need no change.

@@ -9,8 +9,8 @@ import pendulum
 import pytest
 
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
-from airflow_provider_prisjakt.transfers.window import parse_lookback
 from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
+from airflow_provider_prisjakt.transfers.window import parse_lookback
 
 DAY = datetime(2026, 10, 20, tzinfo=UTC)
 
@@ -152,3 +152,46 @@ def test_help_on_each_transfer_documents_every_parameter(operator_class: str) ->
     }
 
     assert own | shared <= documented
+
+
+@pytest.mark.parametrize("context", [{}, interval(DAY, DAY)], ids=["no interval", "zero-length interval"])
+def test_the_empty_window_hint_suggests_templates_that_render_in_that_very_run(context: dict[str, object]) -> None:
+    from airflow_provider_prisjakt.transfers.window import DAY_BEFORE_THE_RUN
+    from airflow_provider_prisjakt.version_compat import AIRFLOW_V_3_0_PLUS
+
+    with pytest.raises(PrisjaktConfigError) as raised:
+        operator().resolve_window(context)
+
+    start, end = DAY_BEFORE_THE_RUN
+    assert f"start='{start}' and end='{end}'" in str(raised.value)
+    if AIRFLOW_V_3_0_PLUS:  # a run without a logical date has no ds, but always a run_after
+        assert "ds," not in start + end and "dag_run.run_after" in start + end
+    # tests/integration/test_manual_window.py renders them in such a run
+
+
+def test_the_first_log_line_says_the_window_includes_the_lookback(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    op = operator(lookback="P7D")
+    start, end = op.resolve_window(interval(DAY, DAY + timedelta(days=1)))
+
+    with caplog.at_level("INFO"):
+        op.log_window(op.export_request(start, end))
+
+    # Airflow 2 logs through the logging module, Airflow 3 through structlog to stdout.
+    logged = "\n".join([*caplog.messages, capsys.readouterr().out])
+    assert (
+        "Exporting Prisjakt events of pixel p from 2026-10-13T00:00:00Z "
+        "(2026-10-20T00:00:00Z minus the look-back P7D) to 2026-10-21T00:00:00Z"
+    ) in logged
+
+
+@pytest.mark.parametrize(
+    ("lookback", "written"),
+    [(timedelta(days=30), "P30D"), (timedelta(hours=6), "PT6H"), (timedelta(days=1, minutes=90), "P1DT1H30M")],
+)
+def test_a_lookback_is_logged_as_an_iso_8601_duration(lookback: timedelta, written: str) -> None:
+    from airflow_provider_prisjakt.transfers.window import format_lookback
+
+    assert format_lookback(lookback) == written
+    assert parse_lookback(written) == lookback

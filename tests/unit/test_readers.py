@@ -205,6 +205,38 @@ def test_a_clicks_resume_inside_a_page_counts_no_dropped_event_twice() -> None:
     assert reader.counters()["rows_outside_window"] == 0  # e5 was counted by the run before
 
 
+def test_clicks_the_destination_holds_are_not_fetched_and_are_counted_as_saved() -> None:
+    events = [event(n, T0 + n * HOUR) for n in range(6)]
+    api = FakeApi(events, page_size=2)
+    reader = ClicksReader(api, T0, T0 + 6 * HOUR)
+    reader.known_keys = frozenset({"c1", "c4"})
+
+    clicks = read(reader)
+
+    assert [c["id"] for c in clicks] == ["c5", "c3", "c2", "c0"]
+    assert [url for url in api.requests if url.startswith("clicks/")] == [
+        "clicks/c5",
+        "clicks/c3",
+        "clicks/c2",
+        "clicks/c0",
+    ]
+    assert reader.counters()["requests_saved"] == 2
+
+
+def test_events_of_one_click_pages_apart_cost_one_click_request() -> None:
+    # Ten pages of two events; the newest and the oldest event share a click, far beyond the page memory.
+    events = [event(n, T0 + n * HOUR) for n in range(20)]
+    events[0]["click_id"] = "c19"
+    api = FakeApi(events, page_size=2)
+    reader = ClicksReader(api, T0, T0 + 20 * HOUR)
+
+    clicks = read(reader)
+
+    assert [url for url in api.requests if url.startswith("clicks/")].count("clicks/c19") == 1
+    assert sorted(c["id"] for c in clicks) == sorted(f"c{n}" for n in range(1, 20))
+    assert reader.counters()["requests_saved"] == 0  # not the destination's doing
+
+
 # -- purchase summaries ---------------------------------------------------------------------------
 
 

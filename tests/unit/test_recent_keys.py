@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_prisjakt.api.recent_keys import RecentKeys
-from airflow_provider_prisjakt.export.readers import PageMemory
+from airflow_provider_prisjakt.api.recent_keys import PageMemory, RecentKeys
 
 
 def reference_keep_new(seen: list[str], records: list[Any], key_field: str = "id") -> list[Any]:

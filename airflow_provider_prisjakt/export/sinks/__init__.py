@@ -7,7 +7,7 @@ verbs of :class:`Sink`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 #: The key of a part's manifest entry naming the partition it belongs to (absent for ``None``).
@@ -18,7 +18,8 @@ class Sink(ABC):
     """
     Where an export's rows go. The export loop calls, in order:
 
-    :meth:`set_targets` and :meth:`begin` once per run (and once per resume), then for each part
+    :meth:`set_targets` and :meth:`begin` once per run (and once per resume), :meth:`known_keys` if
+    the reader skips what the destination holds, then for each part
     :meth:`open_part`, :meth:`write_rows` any number of times and :meth:`close_part`; at the end
     :meth:`commit`, or :meth:`abort` when the run fails.
 
@@ -51,6 +52,19 @@ class Sink(ABC):
         :param scope: the target the rows were read for (the pixel), or ``None`` for shop-scoped resources.
         """
         return None
+
+    def known_keys(self) -> Container[str]:
+        """
+        Return the keys of the rows this destination already holds outside the output this run
+        replaces, and from now on keep this run's keys too, so later runs know them.
+
+        Called after :meth:`begin`, once per run and per resume, by readers that fetch rows one
+        request each (clicks): they skip the rows whose key (the resource's primary key, as text)
+        is known, so a row is fetched once per destination. The output this run replaces (its
+        window's folders) does not count as held, so a re-run writes its rows again. The default
+        knows nothing and keeps nothing.
+        """
+        return frozenset()
 
     @abstractmethod
     def begin(self, *, resume: bool) -> None:

@@ -11,6 +11,11 @@ pixel as a partition column::
 
 Shop-scoped output (``pixels``) lies in ``<prefix>`` itself. Each folder is published on its own and
 holds its own manifest, so an export touches only its own pixels' folders.
+
+Clicks exports also keep an index of the click ids they wrote, at a prefix that stays the same
+across windows (see :func:`default_click_index_prefix`), one object per pixel and output folder::
+
+    <index>/pixel_id=<id>/<output prefix, percent-encoded>.json
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from airflow_provider_prisjakt.export.sinks import PARTITION_KEY
 
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
+#: The folder name of the default click index; engines skip names starting with ``_`` as they do ``_staging``.
+CLICK_INDEX_DIR = "_click_index"
+INDEX_SUFFIX = ".json"
+# The start of a Jinja expression, statement or comment.
+TEMPLATE_START = re.compile(r"\{[{%#]")
 PART_PATTERN = re.compile(r"^part-\d{5}\.(jsonl|csv)(\.gz)?$|^part-\d{5}\.parquet$")
 
 
@@ -93,3 +103,36 @@ def stale_parts(folder: str, keys: Iterable[str], keep: Collection[str]) -> list
         if key.startswith(folder) and "/" not in name and PART_PATTERN.match(name) and name not in keep:
             stale.append(key)
     return stale
+
+
+def default_click_index_prefix(key: str) -> str:
+    """
+    Return where a clicks export keeps its click index when no ``click_index_prefix`` is given.
+
+    The index must stay put while the key changes with each window, so it goes into the folder
+    above the key's first templated segment: ``prisjakt/clicks/{{ ds }}/`` and
+    ``prisjakt/clicks/dt={{ ds }}/`` give ``prisjakt/clicks/_click_index``, and
+    ``prisjakt/{{ ds }}/clicks/`` gives ``prisjakt/_click_index``. A key without a template (as
+    rendered, or written out) is taken to be the window's folder: ``prisjakt/clicks/2026-10-01/``
+    gives ``prisjakt/clicks/_click_index``.
+
+    :param key: the output key prefix, before or after rendering.
+    """
+    static = TEMPLATE_START.split(key, maxsplit=1)[0]
+    # A templated key keeps the folder holding its first template; a plain one drops its last folder.
+    folder = static if static != key else key.strip("/")
+    parent = folder.rsplit("/", 1)[0] if "/" in folder else ""
+    parent = parent.strip("/")
+    return f"{parent}/{CLICK_INDEX_DIR}" if parent else CLICK_INDEX_DIR
+
+
+def index_object_name(output_prefix: str) -> str:
+    """
+    Return the name of the index object of an output prefix, in its pixel's index folder.
+
+    The whole prefix, percent-encoded as one segment, so each output folder has its own object
+    and no two prefixes share one.
+
+    :param output_prefix: the key prefix of the export's output (without ``/`` at either end).
+    """
+    return quote(output_prefix, safe="") + INDEX_SUFFIX

@@ -1,8 +1,9 @@
 """
-File destinations of an export: S3, GCS and a local folder.
+File destinations of an export: S3 and a local folder here, GCS in :mod:`.gcs`.
 
 They share :class:`ObjectStoreSink`, which owns the file parameters (format, compression, rows per
-part) and the staging protocol; each store supplies five storage primitives. Every sink stages
+part), the staging protocol and the click index (:mod:`.click_index`); each store supplies six
+storage primitives. Every sink stages
 what a run writes and publishes it only in :meth:`Sink.commit`, so a failed run leaves the
 destination as it was and a re-run of the same window replaces the previous output. Output is laid
 out one folder per pixel (see :mod:`~airflow_provider_prisjakt.export.sinks.layout`), and a sink
@@ -17,15 +18,16 @@ import logging
 import os
 import shutil
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_prisjakt.exceptions import PrisjaktError
 from airflow_provider_prisjakt.export.formats import PartFile, PartWriter, file_digest, open_part_writer, part_name
 from airflow_provider_prisjakt.export.sinks import Sink
+from airflow_provider_prisjakt.export.sinks.click_index import ClickIndex
 from airflow_provider_prisjakt.export.sinks.layout import (
     MANIFEST_NAME,
     STAGING_DIR,
+    default_click_index_prefix,
     folder_manifests,
     partition_folder,
     stale_parts,
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.providers.google.cloud.hooks.gcs import GCSHook
-    from google.cloud.storage import Blob
 
     from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.export.formats import Compression, FileFormat
@@ -64,6 +64,8 @@ class ObjectStoreSink(Sink):
     :param extracted_at: the ``_extracted_at`` value of this run.
     :param spool_dir: a local folder for part files in progress.
     :param rows_per_part: rows a part file holds before the next one starts.
+    :param click_index_prefix: where a clicks export keeps its click index, the same for every
+        window; by default derived from ``prefix`` (:func:`~.layout.default_click_index_prefix`).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class ObjectStoreSink(Sink):
         extracted_at: datetime,
         spool_dir: str,
         rows_per_part: int = DEFAULT_ROWS_PER_PART,
+        click_index_prefix: str | None = None,
     ) -> None:
         self.prefix = prefix.strip("/")
         self.resource = resource
@@ -87,6 +90,8 @@ class ObjectStoreSink(Sink):
         self._writer: PartWriter | None = None
         self._part_name: str | None = None
         self._part_folder: str | None = None
+        index = default_click_index_prefix(self.prefix) if click_index_prefix is None else click_index_prefix
+        self.click_index = ClickIndex(self, index, resource, self.prefix)
 
     # Storage primitives, keyed by full object keys.
     @abstractmethod
@@ -100,6 +105,10 @@ class ObjectStoreSink(Sink):
     @abstractmethod
     def copy_object(self, source_key: str, dest_key: str) -> None:
         """Copy an object within the store, replacing the destination."""
+
+    @abstractmethod
+    def read_text(self, key: str) -> str:
+        """Return the text of ``key``."""
 
     @abstractmethod
     def list_keys(self, prefix: str) -> list[str]:
@@ -130,6 +139,10 @@ class ObjectStoreSink(Sink):
             return {None: self.targets}
         return {self.partition_of(target): [target] for target in self.targets}
 
+    def known_keys(self) -> Container[str]:
+        """Return the click ids the index lists outside this run's output, and index this run's clicks."""
+        return self.click_index.known(folder for folder in self.folders() if folder is not None)
+
     def _staged(self, folder: str | None) -> list[str]:
         return self.list_keys(self.key(folder, STAGING_DIR) + "/")
 
@@ -147,6 +160,7 @@ class ObjectStoreSink(Sink):
         self._part_folder = None
         path = os.path.join(self.spool_dir, self._part_name)
         self._writer = open_part_writer(self.file_format, path, self.resource, self.extracted_at, self.compression)
+        self.click_index.open_part(path)
 
     def _open_writer(self) -> PartWriter:
         if self._writer is None:
@@ -161,6 +175,7 @@ class ObjectStoreSink(Sink):
             raise RuntimeError("A part holds the rows of one folder; the export loop closes it before the next")
         self._part_folder = folder
         writer.write(records, scope)
+        self.click_index.write(records)
 
     def close_part(self) -> dict[str, Any]:
         """Finish the spool file, upload it to its folder's staging area and remove it locally."""
@@ -169,6 +184,7 @@ class ObjectStoreSink(Sink):
         size, sha256 = file_digest(writer.path)
         part = PartFile(self._part_name or "", writer.path, writer.rows, size, sha256)
         self.upload_file(part.path, self.key(self._part_folder, STAGING_DIR, part.name))
+        self.click_index.close_part(self.key(self._part_folder, STAGING_DIR, part.name))
         os.remove(part.path)
         self._writer = None
         return part.manifest_entry()
@@ -179,14 +195,15 @@ class ObjectStoreSink(Sink):
             self.publish(folder, folder_manifest)
 
     def publish(self, folder: str | None, manifest: dict[str, Any]) -> None:
-        """Publish one folder: copy its staged parts, delete its stale parts, then write its manifest last."""
+        """Publish one folder: copy its staged parts, delete its stale parts, write its click index, its manifest last."""
         names = [part["name"] for part in manifest["parts"]]
-        # Readers trust the manifest: drop the old one first, so a folder is never both old and new.
-        self.delete_keys([self.key(folder, MANIFEST_NAME)])
+        # Readers trust the manifest and the index: drop the old ones first, so neither outlives the old parts.
+        self.delete_keys([self.key(folder, MANIFEST_NAME), *self.click_index.own_objects(folder)])
         for name in names:
             self.copy_object(self.key(folder, STAGING_DIR, name), self.key(folder, name))
         listed = self.key(folder) + "/" if self.key(folder) else ""
         self.delete_keys(stale_parts(listed, self.list_keys(listed), set(names)))
+        self.click_index.publish(folder, self.key(folder, STAGING_DIR) + "/", manifest)
         self.upload_text(json.dumps(manifest, indent=2, sort_keys=True), self.key(folder, MANIFEST_NAME))
         self.delete_keys(self._staged(folder))
 
@@ -197,6 +214,7 @@ class ObjectStoreSink(Sink):
         Best effort: when the store itself is failing, the error that led here stays the one raised,
         and the next run's :meth:`begin` removes what is left in the staging areas.
         """
+        self.click_index.discard()
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -235,6 +253,11 @@ class LocalFolderSink(ObjectStoreSink):
         with open(target + ".tmp", "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(target + ".tmp", target)
+
+    def read_text(self, key: str) -> str:
+        """Read a text file."""
+        with open(self._path(key), encoding="utf-8") as handle:
+            return handle.read()
 
     def copy_object(self, source_key: str, dest_key: str) -> None:
         """Copy a file within the folder."""
@@ -297,6 +320,10 @@ class S3Sink(ObjectStoreSink):
         """Write a small text object."""
         self.hook.load_string(text, key, bucket_name=self.bucket, replace=True)
 
+    def read_text(self, key: str) -> str:
+        """Read a small text object."""
+        return self.hook.read_key(key, bucket_name=self.bucket)
+
     def copy_object(self, source_key: str, dest_key: str) -> None:
         """Copy within the bucket, server side."""
         self.hook.copy_object(source_key, dest_key, source_bucket_name=self.bucket, dest_bucket_name=self.bucket)
@@ -314,86 +341,3 @@ class S3Sink(ObjectStoreSink):
     def describe(self) -> str:
         """Return ``s3://bucket/prefix``."""
         return f"s3://{self.bucket}/{self.prefix}"
-
-
-# The google client retries one call for 120 s by default; an export should give up sooner.
-GCS_CALL_DEADLINE = 30.0
-# Each request's timeout, as google-cloud-storage's own default.
-GCS_REQUEST_TIMEOUT = 60
-
-
-class GCSSink(ObjectStoreSink):
-    """
-    An :class:`ObjectStoreSink` on a GCS bucket through ``GCSHook``.
-
-    :param hook: the GCS hook.
-    :param bucket: the bucket.
-    :param request_timeout: seconds each request may take. Retries of one call stop after
-        :data:`GCS_CALL_DEADLINE` seconds or three timeouts, whichever comes first.
-    """
-
-    def __init__(
-        self, *, hook: GCSHook, bucket: str, request_timeout: int = GCS_REQUEST_TIMEOUT, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.hook = hook
-        self.bucket = bucket
-        self.request_timeout = request_timeout
-
-    def _retry(self) -> Any:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        return DEFAULT_RETRY.with_deadline(min(GCS_CALL_DEADLINE, 3.0 * self.request_timeout))
-
-    def _upload(self, key: str, upload: Callable[[Blob], None]) -> None:
-        """Run one upload of ``key``; a failure names the object and keeps the client's reason."""
-        blob = self.hook.get_bucket(self.bucket).blob(key)
-        try:
-            upload(blob)
-        except Exception as err:
-            raise PrisjaktError(f"Uploading gs://{self.bucket}/{key} failed: {err}") from err
-
-    def upload_file(self, local_path: str, key: str) -> None:
-        """Upload a part file (resumable upload for large files)."""
-        self._upload(
-            key,
-            lambda blob: blob.upload_from_filename(
-                local_path,
-                content_type="application/octet-stream",
-                timeout=self.request_timeout,
-                retry=self._retry(),
-            ),
-        )
-
-    def upload_text(self, text: str, key: str) -> None:
-        """Write a small text object."""
-        self._upload(
-            key,
-            lambda blob: blob.upload_from_string(
-                text, content_type="application/json", timeout=self.request_timeout, retry=self._retry()
-            ),
-        )
-
-    def copy_object(self, source_key: str, dest_key: str) -> None:
-        """Copy within the bucket, server side."""
-        bucket = self.hook.get_bucket(self.bucket)
-        bucket.copy_blob(bucket.blob(source_key), bucket, dest_key, timeout=self.request_timeout, retry=self._retry())
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """List every object under a prefix."""
-        bucket = self.hook.get_bucket(self.bucket)
-        blobs = bucket.list_blobs(prefix=prefix, timeout=self.request_timeout, retry=self._retry())
-        return [blob.name for blob in blobs]
-
-    def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete objects; missing ones are ignored."""
-        from google.api_core.exceptions import NotFound
-
-        bucket = self.hook.get_bucket(self.bucket)
-        for key in keys:
-            with contextlib.suppress(NotFound):
-                bucket.delete_blob(key, timeout=self.request_timeout, retry=self._retry())
-
-    def describe(self) -> str:
-        """Return ``gs://bucket/prefix``."""
-        return f"gs://{self.bucket}/{self.prefix}"

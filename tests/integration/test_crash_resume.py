@@ -1,0 +1,345 @@
+"""
+Crash-resume: a running export stores its checkpoint in the task state store every few pages, its
+rows staged before the checkpoint that covers them, and a retry after a SIGKILL resumes from it.
+
+Three levels: the export loop with a state store in this process (what each stored checkpoint
+covers, and when it is forgotten); a worker process killed while a page is in flight and retried,
+on any Airflow version, with the store handed in as Airflow 3.3 hands in ``task_state_store``; and
+a real scheduler (Airflow 3.3+) retrying a task whose process was killed. Pages fetched twice are
+counted by the sandbox; the published rows must equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_prisjakt.api.resources import EVENTS
+from airflow_provider_prisjakt.export.checkpoint import STATE_KEY, CheckpointStore, ExportPaused
+from airflow_provider_prisjakt.export.run import CHECKPOINT_EVERY_PAGES, ExportRequest, ExportRun
+from airflow_provider_prisjakt.export.sinks.layout import STAGING_DIR
+from airflow_provider_prisjakt.testing import PrisjaktSandbox
+from tests.conftest import REPO_ROOT, register_secret
+
+from .conftest import PERIOD_END, PERIOD_START, connect, rate_limited_config
+from .task_state import FileStateStore
+from .test_export_local import EXTRACTED_AT, folder_state, make_sink, pixel_folder, published_records
+
+pytest.register_assert_rewrite("tests.integration.conftest_services")
+
+from .conftest_services import AWS_CONN_ID, fingerprint, pages_fetched, published  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from .airflow_cluster import AirflowCluster
+    from .conftest_services import S3Store
+
+pytestmark = pytest.mark.integration
+
+PAGE_SIZE = 100
+PAGES = 20
+WINDOW = (PERIOD_START, PERIOD_END)
+ROWS_PER_PART = 1000  # more than a checkpoint's pages hold: checkpoints cut the parts
+# Each response waits this long, so a kill as soon as a page is requested lands while it is in flight.
+LATENCY_MS = 300
+# Killed while page 8 is in flight: page 6 is the last stored checkpoint, so pages 7 and 8 are
+# fetched again, the most CHECKPOINT_EVERY_PAGES allows.
+KILL_AT_PAGE = 8
+KILL_TIMEOUT_SECONDS = 60.0
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrisjaktSandbox]:
+    """One pixel with 20 full pages of 100 events in the window, and budget to spare."""
+    config = rate_limited_config(pages=PAGES, page_size=PAGE_SIZE, budget=10_000, window_seconds=3600)
+    with PrisjaktSandbox(config) as server:
+        connect(monkeypatch, server, page_size=PAGE_SIZE)
+        yield server
+
+
+def request_for(pixel: str, window: tuple[Any, Any] = WINDOW) -> ExportRequest:
+    return ExportRequest(resource=EVENTS, start=window[0], end=window[1], pixel_id=pixel)
+
+
+def refetched(sandbox: PrisjaktSandbox) -> int:
+    """How many page fetches repeated a page already fetched."""
+    return sum(count - 1 for count in pages_fetched(sandbox).values())
+
+
+def kill_when_page_requested(sandbox: PrisjaktSandbox, page: int, pid_of: Callable[[], int | None]) -> None:
+    """SIGKILL the process ``pid_of()`` names as soon as the sandbox receives the request for ``page``."""
+    deadline = time.monotonic() + KILL_TIMEOUT_SECONDS
+    while len(pages_fetched(sandbox)) < page:
+        assert time.monotonic() < deadline, f"page {page} was not requested within {KILL_TIMEOUT_SECONDS:.0f} s"
+        time.sleep(0.01)
+    pid = pid_of()
+    assert pid, "no process to kill"
+    os.kill(pid, signal.SIGKILL)
+
+
+# -- the loop with a store, in this process ---------------------------------------------------------
+
+
+class CheckedStateStore(FileStateStore):
+    """A state store that checks, at every checkpoint written, that the parts it lists are staged whole."""
+
+    def __init__(self, path: Path, folder: Path) -> None:
+        super().__init__(path)
+        self.folder = folder
+        self.checkpoints: list[dict[str, Any]] = []
+
+    def set(self, key: str, value: Any) -> None:
+        checkpoint = value["checkpoint"]
+        for part in checkpoint["parts"]:
+            data = (self.folder / STAGING_DIR / part["name"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == part["sha256"]
+            assert len(data.splitlines()) == part["rows"]
+        assert sum(part["rows"] for part in checkpoint["parts"]) == checkpoint["rows"]
+        self.checkpoints.append(checkpoint)
+        super().set(key, value)
+
+
+def test_every_stored_checkpoint_covers_only_rows_already_staged_and_success_forgets_it(
+    sandbox: PrisjaktSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    state = CheckedStateStore(tmp_path / "state.json", pixel_folder(root, pixel))
+    request = request_for(pixel)
+    sink = make_sink(root, tmp_path / "spool", rows_per_part=ROWS_PER_PART)
+    store = CheckpointStore(state, request)
+
+    hook = connect(monkeypatch, sandbox, page_size=PAGE_SIZE)
+    manifest = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, store=store).execute()
+
+    assert [c["rows"] for c in state.checkpoints] == [
+        PAGE_SIZE * pages for pages in range(CHECKPOINT_EVERY_PAGES, PAGES + 1, CHECKPOINT_EVERY_PAGES)
+    ]
+    assert all(c["destination"] == sink.describe() for c in state.checkpoints)
+    assert state.values() == {}  # forgotten before publishing
+    assert manifest["counters"]["checkpoints"] == PAGES // CHECKPOINT_EVERY_PAGES
+    _, records = published_records(root, pixel)
+    assert fingerprint(records) == fingerprint(list(sandbox.expected_events(pixel, *WINDOW)))
+    assert manifest["rows"] == PAGES * PAGE_SIZE
+    assert {part["rows"] for part in manifest["parts"]} == {CHECKPOINT_EVERY_PAGES * PAGE_SIZE}
+
+
+def test_a_failed_export_forgets_its_checkpoint_and_removes_what_it_staged(
+    sandbox: PrisjaktSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_prisjakt.exceptions import PrisjaktServerError
+    from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
+
+    pixel = sandbox.pixel_ids(4242)[0]
+    root = tmp_path / "out"
+    state = FileStateStore(tmp_path / "state.json")
+    request = request_for(pixel)
+
+    stored: list[int] = []
+
+    class FailAfterTwoCheckpoints(LocalFolderSink):
+        def close_part(self) -> dict[str, Any]:
+            entry = super().close_part()
+            if entry["name"] == "part-00001.jsonl":
+                stored.append(state.get(STATE_KEY)["checkpoint"]["rows"])  # the one before this part's
+                sandbox.fail_next("500", count=100)
+            return entry
+
+    sink = make_sink(root, tmp_path / "spool", FailAfterTwoCheckpoints, rows_per_part=ROWS_PER_PART)
+    with pytest.raises(PrisjaktServerError):
+        ExportRun(
+            connect(monkeypatch, sandbox, page_size=PAGE_SIZE, max_retries=1),
+            request,
+            sink,
+            extracted_at=EXTRACTED_AT,
+            store=CheckpointStore(state, request),
+        ).execute()
+
+    assert stored == [CHECKPOINT_EVERY_PAGES * PAGE_SIZE]
+    assert state.values() == {}
+    assert [name for name, data in folder_state(root).items() if data is not None] == []
+
+
+def test_a_rate_limit_pause_stores_the_checkpoint_the_deferral_carries(
+    sandbox: PrisjaktSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.configure(rate_limit=5, rate_window=600)
+    hook = connect(monkeypatch, sandbox, page_size=PAGE_SIZE, max_inline_wait=1)
+    pixel = sandbox.pixel_ids(4242)[0]
+    state = FileStateStore(tmp_path / "state.json")
+    request = request_for(pixel)
+    sink = make_sink(tmp_path / "out", tmp_path / "spool", rows_per_part=ROWS_PER_PART)
+
+    with pytest.raises(ExportPaused) as paused:
+        ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, store=CheckpointStore(state, request)).execute(
+            pause_on_rate_limit=True
+        )
+
+    stored = state.get(STATE_KEY)
+    assert stored["checkpoint"] == paused.value.checkpoint.to_dict()
+    assert (stored["start"], stored["end"]) == (request.start.isoformat(), request.end.isoformat())
+    assert CheckpointStore(state, request).load() == paused.value.checkpoint
+
+
+def test_a_stored_checkpoint_resumes_only_the_same_export_into_the_same_destination(
+    sandbox: PrisjaktSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixel = sandbox.pixel_ids(4242)[0]
+    state = FileStateStore(tmp_path / "state.json")
+    request = request_for(pixel)
+    sink = make_sink(tmp_path / "out", tmp_path / "spool", rows_per_part=ROWS_PER_PART)
+    hook = connect(monkeypatch, sandbox, page_size=PAGE_SIZE)
+    run = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, store=CheckpointStore(state, request))
+    run.begin()
+    for batch in run.reader.batches(run.state.targets, run.state.cursor):
+        run.write_batch(batch)
+        if state.values():
+            break  # crashed here, with a checkpoint stored
+    stored = CheckpointStore(state, request).load()
+    assert stored is not None and stored.rows == CHECKPOINT_EVERY_PAGES * PAGE_SIZE
+
+    assert CheckpointStore(state, replace(request, end=PERIOD_END.replace(day=2))).load() is None
+    elsewhere = make_sink(tmp_path / "elsewhere", tmp_path / "spool", rows_per_part=ROWS_PER_PART)
+    assert not ExportRun(hook, request, elsewhere, extracted_at=EXTRACTED_AT, checkpoint=stored).resuming
+    assert ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=stored).resuming
+    # Airflow before 3.3 (or a task run outside Airflow): no store, so nothing is kept and a retry starts over.
+    assert CheckpointStore.from_context({}, request) is None
+
+
+# -- a worker process killed mid-page, then retried (any Airflow version) --------------------------------
+
+WORKER = r"""
+import json, sys
+from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
+from tests.integration.task_state import FileStateStore
+args = json.loads(sys.argv[1])
+operator = LocalFolderExportOperator(task_id="export_events", **args["operator"])
+operator.execute({"task_state_store": FileStateStore(args["state"])})
+"""
+
+
+def local_operator(root: Path, pixel: str) -> dict[str, Any]:
+    return {
+        "root": str(root),
+        "pixel_id": pixel,
+        "start": WINDOW[0].isoformat(),
+        "end": WINDOW[1].isoformat(),
+        "max_rows_per_file": ROWS_PER_PART,
+    }
+
+
+def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_most_two_pages_again(
+    sandbox: PrisjaktSandbox, tmp_path: Path
+) -> None:
+    from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
+
+    pixel = sandbox.pixel_ids(4242)[0]
+    LocalFolderExportOperator(task_id="reference", **local_operator(tmp_path / "reference", pixel)).execute({})
+    reference_manifest, reference_records = published_records(tmp_path / "reference", pixel, "export")
+    sandbox.clear_requests()
+    state = FileStateStore(tmp_path / "state.json")
+    arguments = {"operator": local_operator(tmp_path / "out", pixel), "state": str(state.path)}
+
+    sandbox.configure(latency_ms=LATENCY_MS)
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, json.dumps(arguments)], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        kill_when_page_requested(sandbox, KILL_AT_PAGE, lambda: worker.pid if worker.poll() is None else None)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+    sandbox.configure(latency_ms=0)
+    assert worker.returncode == -signal.SIGKILL, (tmp_path / "worker.log").read_text()[-3000:]
+    requested = len(pages_fetched(sandbox))
+    stored_pages = state.get(STATE_KEY)["checkpoint"]["rows"] // PAGE_SIZE
+    assert stored_pages % CHECKPOINT_EVERY_PAGES == 0 and stored_pages >= KILL_AT_PAGE - CHECKPOINT_EVERY_PAGES
+
+    # The retry: a fresh operator in another process, with the task instance's state store.
+    retry = LocalFolderExportOperator(task_id="export_events", **arguments["operator"])
+    summary = retry.execute({"task_state_store": state})
+
+    # Fetched again: the pages after the stored checkpoint, up to the one in flight.
+    assert 1 <= refetched(sandbox) == requested - stored_pages <= CHECKPOINT_EVERY_PAGES
+    assert len(pages_fetched(sandbox)) == PAGES
+    manifest, records = published_records(tmp_path / "out", pixel, "export")
+    assert fingerprint(records) == fingerprint(reference_records)
+    assert manifest["rows"] == reference_manifest["rows"] == summary["rows"] == PAGES * PAGE_SIZE
+    assert state.values() == {}
+    assert not (pixel_folder(tmp_path / "out", pixel, "export") / STAGING_DIR).exists()
+
+
+# -- a real scheduler retries a killed task (Airflow 3.3+) -----------------------------------------------
+
+DAG_ID = "prisjakt_test_crash_resume"
+TASK_ID = "export_events"
+
+
+@pytest.mark.airflow3_only
+def test_a_task_killed_mid_export_is_retried_by_the_scheduler_from_its_checkpoint(
+    airflow_cluster: AirflowCluster, sandbox: PrisjaktSandbox, s3_store: S3Store
+) -> None:
+    from .airflow_cluster import psycopg_connect
+
+    pixel = sandbox.pixel_ids(4242)[0]
+    start, end = (moment.isoformat() for moment in WINDOW)
+    s3_store.operator("reference", pixel_id=pixel, start=start, end=end).execute({})
+    reference_manifest, _, reference_parts = published(s3_store, f"reference/pixel_id={pixel}")
+    sandbox.clear_requests()
+    register_secret(sandbox.client_secret)
+    airflow_cluster.set_connections(
+        {
+            "prisjakt_default": sandbox.connection_json(page_size=PAGE_SIZE),
+            "prisjakt_test_aws": os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"],
+        }
+    )
+    conf = {"pixel_id": pixel, "start": start, "end": end, "bucket": s3_store.bucket, "prefix": "events"}
+    metadata = psycopg_connect(airflow_cluster.db_url.replace("postgresql+psycopg2://", "postgresql://"))
+
+    def task_pid() -> int | None:
+        row = metadata.execute(
+            "SELECT pid FROM task_instance WHERE dag_id = %s AND task_id = %s AND state = 'running'", (DAG_ID, TASK_ID)
+        ).fetchone()
+        return row[0] if row else None
+
+    sandbox.configure(latency_ms=LATENCY_MS)
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        running = runner.submit(airflow_cluster.run_dag, DAG_ID, conf)
+        try:
+            kill_when_page_requested(sandbox, KILL_AT_PAGE, task_pid)
+        finally:
+            sandbox.configure(latency_ms=0)
+        run = running.result()
+
+    try:
+        assert run.state == "success", run
+        states = run.states_of(TASK_ID)
+        assert "up_for_retry" in states and states[-1] == "success", run
+        assert 1 <= refetched(sandbox) <= CHECKPOINT_EVERY_PAGES, pages_fetched(sandbox)
+        assert len(pages_fetched(sandbox)) == PAGES
+        manifest, _, parts = published(s3_store, f"events/pixel_id={pixel}")
+        records = [record for rows in parts.values() for record in rows]
+        assert fingerprint(records) == fingerprint([record for rows in reference_parts.values() for record in rows])
+        assert manifest["rows"] == reference_manifest["rows"] == PAGES * PAGE_SIZE
+        # Every checkpoint but the killed try's last one, which was stored before it could count itself.
+        assert manifest["counters"]["checkpoints"] == PAGES // CHECKPOINT_EVERY_PAGES - 1
+        assert s3_store.keys(f"events/pixel_id={pixel}/{STAGING_DIR}/") == []
+        kept = metadata.execute(
+            "SELECT key FROM task_state_store WHERE dag_id = %s AND run_id = %s", (DAG_ID, run.run_id)
+        ).fetchall()
+        assert kept == []  # forgotten once the export succeeded
+    finally:
+        metadata.close()
