@@ -252,9 +252,7 @@ def main() -> None:
     # Airflow reads its home at first import: a throwaway one, no database needed (connections come from the env).
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-lookback-airflow-"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    import logging
-
-    logging.disable(logging.WARNING)
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     command = "python bench/lookback.py" + ("" if args.out == str(HERE / "RESULTS.md") else f" --out {args.out}")
     started = time.monotonic()
     results = {}

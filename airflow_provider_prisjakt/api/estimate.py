@@ -11,6 +11,8 @@ A listing's page count comes from one of two sources, best first:
 2. the time reach. Event pages come newest first, so the share of the window's time that the pages
    read so far span, back to their oldest record, is the share of the pages read.
 
+The later 60-day chunks of a pixel are taken to be as dense as the one being read.
+
 Pure: no I/O, no Airflow, no HTTP client.
 """
 
@@ -139,8 +141,7 @@ def pages_from_reach(pages_read: int, top: datetime, reached: datetime, bottom: 
 
 def budget_hours(requests: float, limit: int | None, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> float:
     """Return the hours of rate-limit budget ``requests`` take at ``limit`` per window (the documented limit if unknown)."""
-    per_window = limit if limit and limit > 0 else DOCUMENTED_LIMIT
-    return requests / per_window * window_seconds / 3600
+    return requests / (limit if limit and limit > 0 else DOCUMENTED_LIMIT) * window_seconds / 3600
 
 
 def describe_rate(limit: int | None, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> str:
@@ -154,14 +155,7 @@ def describe_rate(limit: int | None, window_seconds: float = DEFAULT_WINDOW_SECO
 def eta_seconds(
     requests_left: float, requests_per_second: float, status: RateLimitStatus | None, now: datetime
 ) -> float:
-    """
-    Return the seconds the requests left take: at the pace seen so far, and no sooner than the budget allows.
-
-    :param requests_left: requests still to send.
-    :param requests_per_second: the pace so far.
-    :param status: the last rate-limit status, if any.
-    :param now: the current time (UTC).
-    """
+    """Return the seconds ``requests_left`` take at the pace so far, and no sooner than the budget ``status`` allows."""
     paced = requests_left / requests_per_second if requests_per_second > 0 else math.inf
     if status is None or status.remaining is None or status.limit is None or requests_left <= status.remaining:
         return paced
@@ -190,7 +184,7 @@ class Estimate:
 
     :param resource: the resource's name.
     :param days: the window's length in days.
-    :param pages: the data requests of each target (pixel id, or the shop), in order.
+    :param pages: the data requests of each pixel (by id), in order: its pages, or its summaries.
     :param other_requests: requests besides the pages: one per click of a clicks export (an upper
         bound: clicks a destination already holds are not fetched), and the shop's pixel list.
     :param limit: requests per rate-limit window (``X-RateLimit-Limit``; ``None`` when the server
@@ -221,11 +215,10 @@ class Estimate:
         return budget_hours(self.requests, self.limit, self.window_seconds)
 
     def __str__(self) -> str:
-        days = f"{self.days:,.0f}" if self.days >= 10 else f"{self.days:.3g}"
-        targets = len(self.pages)
-        scope = f"{targets} pixel{'s' if targets != 1 else ''}" if self.resource != "pixels" else "1 shop"
+        days, pixels = f"{self.days:,.0f}" if self.days >= 10 else f"{self.days:.3g}", len(self.pages)
         return (
-            f"{days} day{'s' if days != '1' else ''} × {scope} ≈ {self.requests:,} requests "
+            f"{days} day{'s' if days != '1' else ''} × {pixels} pixel{'s' if pixels != 1 else ''} "
+            f"≈ {self.requests:,} requests "
             f"≈ {self.hours:.2f} hours at {describe_rate(self.limit, self.window_seconds)}"
         )
 

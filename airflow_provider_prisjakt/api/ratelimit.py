@@ -318,7 +318,8 @@ def decide_before_request(
         reason = "rate-limit budget spent until the window resets"
         return _wait_or_defer(wait, now, max_inline_wait, reason, resume_at=status.reset_at)
     if status.limit and usable < status.limit * SMOOTHING_SHARE:
-        delay = status.seconds_until_reset(now) * max(1.0, spenders) / (usable + 1)
+        until_reset = status.seconds_until_reset(now)  # several spenders' shares may reach past it
+        delay = min(until_reset * max(1.0, spenders) / (usable + 1), until_reset + RESET_MARGIN_SECONDS)
         return PacingDecision(Action.GO, delay=delay, reason="pacing requests over the rate-limit window")
     return PacingDecision(Action.GO)
 

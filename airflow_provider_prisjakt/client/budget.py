@@ -168,7 +168,7 @@ class RequestBudget:
         self.backend: BudgetBackend = backend if backend is not None else self.own_view
         self.clock = clock
         self.spend = SpendEstimate()
-        self._sent_since_estimate = 0
+        self._sent_since_response = 0
         self._backend_down = False
 
     @classmethod
@@ -217,8 +217,8 @@ class RequestBudget:
         self.own_view.store(status)
         if self.backend is not self.own_view:
             self._ask_backend(lambda: self.backend.store(status), None)
-        if not self.shared:  # a shared count shows the others' spend; without one, the responses do
-            self._estimate_from(status)
+        self.spend = self.spend.taking(status, self._sent_since_response)
+        self._sent_since_response = 0
         return status
 
     def before_request(self) -> PacingDecision:
@@ -238,19 +238,24 @@ class RequestBudget:
             if decision is not None:
                 return decision
         status = self.own_view.load() if self.shared else self.backend.load()
-        decision = self._decide(status, now, self.reserve + in_flight_reserve(self.spend.spenders))
+        spenders = self.spend.spenders
+        decision = self._decide(status, now, self.reserve + in_flight_reserve(spenders), spenders)
         if decision.action is Action.WAIT:
             self._forget()
         if decision.action is not Action.DEFER:
-            self._sent_since_estimate += 1
+            self._sent_since_response += 1
         return decision
 
     def _claim_in_shared_window(self, now: datetime) -> PacingDecision:
-        """Decide on the shared status, and claim the request in the window it will be sent in."""
+        """
+        Decide on the shared status, and claim the request in the window it will be sent in.
+
+        A claim is made when the decision is, before any pacing delay, so the delays spread
+        requests already counted: one task's share of the time is enough, and nothing is held back
+        for requests in flight.
+        """
         backend: CountingBackend = self.backend  # type: ignore[assignment]  # checked by ``shared``
         status = backend.load()
-        if status is not None:
-            self._estimate_from(status)
         decision = self._decide(status, now, self.reserve)
         if decision.action is Action.DEFER:
             return decision
@@ -262,20 +267,18 @@ class RequestBudget:
                 return decision
             # Claimed in the next window; it can be over-full only with more tasks waiting than it holds.
             backend.claim(now + timedelta(seconds=decision.delay), self.reserve)
-        self._sent_since_estimate += 1
+        self._sent_since_response += 1
         return decision
 
-    def _decide(self, status: RateLimitStatus | None, now: datetime, reserve: int) -> PacingDecision:
+    def _decide(
+        self, status: RateLimitStatus | None, now: datetime, reserve: int, spenders: float = 1.0
+    ) -> PacingDecision:
         decision = decide_before_request(
-            status, now, reserve=reserve, max_inline_wait=self.max_inline_wait, spenders=self.spend.spenders
+            status, now, reserve=reserve, max_inline_wait=self.max_inline_wait, spenders=spenders
         )
         if decision.action is Action.GO and decision.delay > self.max_inline_wait:
             return replace(decision, delay=self.max_inline_wait)
         return decision
-
-    def _estimate_from(self, status: RateLimitStatus) -> None:
-        self.spend = self.spend.taking(status, self._sent_since_estimate)
-        self._sent_since_estimate = 0
 
     def _forget(self) -> None:
         """Forget the status once its window is over (a shared backend's windows end by themselves)."""

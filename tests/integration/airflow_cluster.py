@@ -59,7 +59,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
+@dataclass(repr=False)
 class DagRunResult:
     """
     How a DAG run ended, and every state each task instance was seen in on the way.
@@ -85,7 +85,8 @@ class DagRunResult:
         """The last state of each map index of a task (``-1`` for an unmapped one)."""
         return {index: seen[-1] for (task, index), seen in self.states.items() if task == task_id}
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
+        # What a failed assertion shows: the states seen, then the ends of the logs.
         return f"run {self.run_id}: {self.state}; {self.states}\n{self.logs}"
 
 

@@ -11,18 +11,19 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.conftest import register_secret
 from tests.integration.conftest_services import window_context
 from tests.integration.test_example_dags import run_dag, state_of
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing import PrisjaktSandbox
+    from tests.integration.conftest import HookFactory
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +41,9 @@ EVENTS_PER_PIXEL = 900
 
 
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrisjaktSandbox]:
-    with PrisjaktSandbox(SandboxConfig(events_per_pixel=EVENTS_PER_PIXEL, page_size=200)) as running:
-        register_secret(running.client_secret)
-        monkeypatch.setenv("AIRFLOW_CONN_PRISJAKT_DEFAULT", running.connection_json())
-        yield running
+def sandbox(sandbox_hook: HookFactory) -> PrisjaktSandbox:
+    """A sandbox behind ``prisjakt_default``."""
+    return sandbox_hook(events_per_pixel=EVENTS_PER_PIXEL, page_size=200)[0]
 
 
 @pytest.fixture

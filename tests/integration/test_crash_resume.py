@@ -43,7 +43,7 @@ from .conftest_services import AWS_CONN_ID, fingerprint, pages_fetched, publishe
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from .airflow_cluster import AirflowCluster
+    from .airflow_cluster import AirflowCluster, DagRunResult
     from .conftest_services import S3Store
 
 pytestmark = pytest.mark.integration
@@ -288,58 +288,81 @@ DAG_ID = "prisjakt_test_crash_resume"
 TASK_ID = "export_events"
 
 
+def metadata_database(cluster: AirflowCluster) -> Any:
+    """A connection to the cluster's metadata database, for what the test reads of task instances."""
+    from .airflow_cluster import psycopg_connect
+
+    return psycopg_connect(cluster.db_url.replace("postgresql+psycopg2://", "postgresql://"))
+
+
+def run_killed_at_page(
+    cluster: AirflowCluster, sandbox: PrisjaktSandbox, conf: dict[str, Any], page: int
+) -> DagRunResult:
+    """
+    Run the crash DAG with ``conf``, SIGKILL its task process while ``page`` is in flight (counting
+    from the sandbox's last :meth:`~PrisjaktSandbox.clear_requests`), and return the run once
+    Airflow's retry has ended it.
+    """
+    with metadata_database(cluster) as metadata:
+
+        def task_pid() -> int | None:
+            row = metadata.execute(
+                "SELECT pid FROM task_instance WHERE dag_id = %s AND task_id = %s AND state = 'running'",
+                (DAG_ID, TASK_ID),
+            ).fetchone()
+            return row[0] if row else None
+
+        sandbox.configure(latency_ms=LATENCY_MS)
+        with ThreadPoolExecutor(max_workers=1) as runner:
+            running = runner.submit(cluster.run_dag, DAG_ID, conf)
+            try:
+                kill_when_page_requested(sandbox, page, task_pid)
+            finally:
+                sandbox.configure(latency_ms=0)
+            return running.result()
+
+
+def stored_keys(cluster: AirflowCluster, run_id: str) -> list[str]:
+    """The task state store keys the crash DAG's run ``run_id`` still holds."""
+    with metadata_database(cluster) as metadata:
+        rows = metadata.execute(
+            "SELECT key FROM task_state_store WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def use_cluster(cluster: AirflowCluster, sandbox: PrisjaktSandbox, aws_connection: str) -> None:
+    """Give the cluster's tasks ``sandbox`` as ``prisjakt_default`` and ``aws_connection`` (JSON) as ``prisjakt_test_aws``."""
+    register_secret(sandbox.client_secret)
+    cluster.set_connections(
+        {"prisjakt_default": sandbox.connection_json(page_size=PAGE_SIZE), "prisjakt_test_aws": aws_connection}
+    )
+
+
 @pytest.mark.airflow3_only
 def test_a_task_killed_mid_export_is_retried_by_the_scheduler_from_its_checkpoint(
     airflow_cluster: AirflowCluster, sandbox: PrisjaktSandbox, s3_store: S3Store
 ) -> None:
-    from .airflow_cluster import psycopg_connect
-
     pixel = sandbox.pixel_ids(4242)[0]
     start, end = (moment.isoformat() for moment in WINDOW)
     s3_store.operator("reference", pixel_id=pixel, start=start, end=end).execute({})
     reference_manifest, _, reference_parts = published(s3_store, f"reference/pixel_id={pixel}")
     sandbox.clear_requests()
-    register_secret(sandbox.client_secret)
-    airflow_cluster.set_connections(
-        {
-            "prisjakt_default": sandbox.connection_json(page_size=PAGE_SIZE),
-            "prisjakt_test_aws": os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"],
-        }
-    )
+    use_cluster(airflow_cluster, sandbox, os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"])
     conf = {"pixel_id": pixel, "start": start, "end": end, "bucket": s3_store.bucket, "prefix": "events"}
-    metadata = psycopg_connect(airflow_cluster.db_url.replace("postgresql+psycopg2://", "postgresql://"))
 
-    def task_pid() -> int | None:
-        row = metadata.execute(
-            "SELECT pid FROM task_instance WHERE dag_id = %s AND task_id = %s AND state = 'running'", (DAG_ID, TASK_ID)
-        ).fetchone()
-        return row[0] if row else None
+    run = run_killed_at_page(airflow_cluster, sandbox, conf, KILL_AT_PAGE)
 
-    sandbox.configure(latency_ms=LATENCY_MS)
-    with ThreadPoolExecutor(max_workers=1) as runner:
-        running = runner.submit(airflow_cluster.run_dag, DAG_ID, conf)
-        try:
-            kill_when_page_requested(sandbox, KILL_AT_PAGE, task_pid)
-        finally:
-            sandbox.configure(latency_ms=0)
-        run = running.result()
-
-    try:
-        assert run.state == "success", run
-        states = run.states_of(TASK_ID)
-        assert "up_for_retry" in states and states[-1] == "success", run
-        assert 1 <= refetched(sandbox) <= CHECKPOINT_EVERY_PAGES, pages_fetched(sandbox)
-        assert len(pages_fetched(sandbox)) == PAGES
-        manifest, _, parts = published(s3_store, f"events/pixel_id={pixel}")
-        records = [record for rows in parts.values() for record in rows]
-        assert fingerprint(records) == fingerprint([record for rows in reference_parts.values() for record in rows])
-        assert manifest["rows"] == reference_manifest["rows"] == PAGES * PAGE_SIZE
-        # Every checkpoint but the killed try's last one, which was stored before it could count itself.
-        assert manifest["counters"]["checkpoints"] == PAGES // CHECKPOINT_EVERY_PAGES - 1
-        assert s3_store.keys(f"events/pixel_id={pixel}/{STAGING_DIR}/") == []
-        kept = metadata.execute(
-            "SELECT key FROM task_state_store WHERE dag_id = %s AND run_id = %s", (DAG_ID, run.run_id)
-        ).fetchall()
-        assert kept == []  # forgotten once the export succeeded
-    finally:
-        metadata.close()
+    assert run.state == "success", run
+    states = run.states_of(TASK_ID)
+    assert "up_for_retry" in states and states[-1] == "success", run
+    assert 1 <= refetched(sandbox) <= CHECKPOINT_EVERY_PAGES, pages_fetched(sandbox)
+    assert len(pages_fetched(sandbox)) == PAGES
+    manifest, _, parts = published(s3_store, f"events/pixel_id={pixel}")
+    records = [record for rows in parts.values() for record in rows]
+    assert fingerprint(records) == fingerprint([record for rows in reference_parts.values() for record in rows])
+    assert manifest["rows"] == reference_manifest["rows"] == PAGES * PAGE_SIZE
+    # Every checkpoint but the killed try's last one, which was stored before it could count itself.
+    assert manifest["counters"]["checkpoints"] == PAGES // CHECKPOINT_EVERY_PAGES - 1
+    assert s3_store.keys(f"events/pixel_id={pixel}/{STAGING_DIR}/") == []
+    assert stored_keys(airflow_cluster, run.run_id) == []  # forgotten once the export succeeded

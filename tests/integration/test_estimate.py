@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_prisjakt.api.resources import CLICKS, EVENTS
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 from airflow_provider_prisjakt.export import run as export_run
 from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
 from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 from airflow_provider_prisjakt.testing import api as sandbox_api
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import HookFactory
     from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
     from airflow_provider_prisjakt.testing import PrisjaktSandbox
+    from tests.integration.conftest import HookFactory
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +214,23 @@ def test_without_last_links_progress_lines_estimate_m(
     messages = [r.getMessage() for r in caplog.records]
     assert any("pixel 1 of 3, page 1 of ~" in m for m in messages)
     assert any("judged by how far back its first page reached" in m for m in messages if m.startswith("Estimate"))
+
+
+@pytest.mark.parametrize(
+    ("pixel_ids", "shop_id", "resource", "message"),
+    [
+        (None, None, "events", "Give pixel_id, or shop_id"),
+        ([], None, "clicks", "Give pixel_id, or shop_id"),
+        ("p", None, "pixels", "not 'pixels'"),
+        ("p", None, "orders", "not 'orders'"),
+    ],
+)
+def test_the_estimate_refuses_what_it_cannot_plan_before_any_request(
+    sandbox_hook: HookFactory, pixel_ids: Any, shop_id: int | None, resource: str, message: str
+) -> None:
+    sandbox, hook = sandbox_hook()
+
+    with pytest.raises(PrisjaktConfigError, match=message):
+        hook.estimate(pixel_ids, START, END, shop_id=shop_id, resource=resource)
+
+    assert sandbox.requests == []

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.transfers.window import DAY_BEFORE_THE_RUN
 from airflow_provider_prisjakt.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.conftest import register_secret
 from tests.integration.test_example_dags import dagbag
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing import PrisjaktSandbox
+    from tests.integration.conftest import HookFactory
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,9 @@ EVENTS_PER_PIXEL = 600
 
 
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrisjaktSandbox]:
-    with PrisjaktSandbox(SandboxConfig(events_per_pixel=EVENTS_PER_PIXEL, page_size=200)) as running:
-        register_secret(running.client_secret)
-        monkeypatch.setenv("AIRFLOW_CONN_PRISJAKT_DEFAULT", running.connection_json())
-        yield running
+def sandbox(sandbox_hook: HookFactory) -> PrisjaktSandbox:
+    """A sandbox behind ``prisjakt_default``."""
+    return sandbox_hook(events_per_pixel=EVENTS_PER_PIXEL, page_size=200)[0]
 
 
 def run_manually(dag_id: str) -> Any:

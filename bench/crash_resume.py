@@ -1,0 +1,185 @@
+"""
+Crash-resume on Airflow 3.3+ (#14): what keeping checkpoints in the task state store costs, and how
+many pages a task killed mid-export fetches twice once Airflow retries it.
+
+    .venv/bin/python bench/crash_resume.py            # about 3 minutes; prints a section for RESULTS.md
+
+It needs PostgreSQL at 127.0.0.1:5432 (user ``postgres``, trust auth) for the scheduler's metadata
+database, and starts everything else itself: a real Airflow deployment (scheduler, DAG processor,
+triggerer, execution API; ``tests/integration/airflow_cluster.py``), the sandbox and moto_server.
+Not part of ``make bench`` (which rewrites RESULTS.md whole): paste the printed section.
+
+- **Cost.** One uninterrupted scheduled run of ``COST_PAGES`` pages into S3. Its manifest counts the
+  state-store writes (``checkpoints``) and the time spent in them (``checkpoint_seconds``, each one a
+  round trip task -> supervisor -> execution API -> metadata database). Staging a part at each
+  checkpoint costs uploads too: the same export run in this process with an in-memory store and
+  without any store shows that share.
+- **Crash.** A 20-page window; the task process is SIGKILLed while page N is in flight, for several
+  N; the sandbox counts the pages fetched twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from airflow_provider_prisjakt.export.run import CHECKPOINT_EVERY_PAGES  # noqa: E402
+from airflow_provider_prisjakt.testing import PrisjaktSandbox  # noqa: E402
+from tests.integration.airflow_cluster import DAG_IDS, PG_DSN, AirflowCluster, psycopg_connect  # noqa: E402
+from tests.integration.conftest import PERIOD_END, PERIOD_START, rate_limited_config  # noqa: E402
+from tests.integration.services import start_moto_server  # noqa: E402
+from tests.integration.task_state import FileStateStore  # noqa: E402
+from tests.integration.test_crash_resume import (  # noqa: E402
+    DAG_ID,
+    PAGE_SIZE,
+    PAGES,
+    TASK_ID,
+    refetched,
+    run_killed_at_page,
+    use_cluster,
+)
+
+COST_PAGES = 1000
+KILL_PAGES = (5, 6, 7, 8, 9, 10)
+BUCKET = "prisjakt-bench-crash"
+
+
+def aws_connection(url: str) -> str:
+    extra = {
+        "endpoint_url": url,
+        "aws_access_key_id": "bench",
+        "aws_secret_access_key": "bench",
+        "region_name": "us-east-1",
+    }
+    return json.dumps({"conn_type": "aws", "extra": extra})
+
+
+def manifest_of(s3: Any, prefix: str, pixel: str) -> dict[str, Any]:
+    body = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/pixel_id={pixel}/_manifest.json")["Body"].read()
+    return json.loads(body)
+
+
+def in_process_seconds(sandbox: PrisjaktSandbox, pixel: str, prefix: str, with_store: bool, tmp: Path) -> float:
+    """Wall time of the same export run in this process, with a store in a local file or without one."""
+    from airflow_provider_prisjakt.transfers.prisjakt_to_s3 import PrisjaktToS3Operator
+
+    operator = PrisjaktToS3Operator(
+        task_id="export_events",
+        pixel_id=pixel,
+        start=PERIOD_START.isoformat(),
+        end=PERIOD_END.isoformat(),
+        s3_bucket=BUCKET,
+        s3_key=prefix,
+        aws_conn_id="prisjakt_test_aws",
+    )
+    context = {"task_state_store": FileStateStore(tmp / f"{prefix}.json")} if with_store else {}
+    began = time.perf_counter()
+    operator.execute(context)  # type: ignore[arg-type]
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    import boto3
+
+    tmp = Path(tempfile.mkdtemp(prefix="prisjakt-bench-crash-"))
+    moto = start_moto_server()
+    os.environ["AIRFLOW_CONN_PRISJAKT_TEST_AWS"] = aws_connection(moto.url)
+    s3 = boto3.client(
+        "s3", endpoint_url=moto.url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+    )
+    s3.create_bucket(Bucket=BUCKET)
+    name = f"prisjakt_bench_{secrets.token_hex(4)}"
+    with psycopg_connect(PG_DSN) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    cluster = AirflowCluster(tmp / "airflow", f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
+    began = time.monotonic()
+    try:
+        cluster.start(DAG_IDS)
+        lines = [cost(cluster, s3, moto.url, tmp), "", *crashes(cluster, moto.url)]
+    finally:
+        cluster.stop()
+        moto.stop()
+        with psycopg_connect(PG_DSN) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"\n<!-- measured in {time.monotonic() - began:.0f} s on {platform.platform()} -->")
+    print("\n".join(lines))
+
+
+def cost(cluster: AirflowCluster, s3: Any, moto_url: str, tmp: Path) -> str:
+    config = rate_limited_config(pages=COST_PAGES, page_size=PAGE_SIZE, budget=1_000_000, window_seconds=3600)
+    with PrisjaktSandbox(config) as sandbox:
+        pixel = sandbox.pixel_ids(4242)[0]
+        use_cluster(cluster, sandbox, aws_connection(moto_url))
+        conf = {
+            "pixel_id": pixel,
+            "start": PERIOD_START.isoformat(),
+            "end": PERIOD_END.isoformat(),
+            "bucket": BUCKET,
+            "prefix": "cost",
+        }
+        run = cluster.run_dag(DAG_ID, conf)
+        assert run.state == "success", run
+        started, ended = run.times[(TASK_ID, -1)]
+        assert started is not None
+        assert ended is not None
+        counters = manifest_of(s3, "cost", pixel)["counters"]
+        os.environ["AIRFLOW_CONN_PRISJAKT_DEFAULT"] = sandbox.connection_json(page_size=PAGE_SIZE)
+        plain = min(in_process_seconds(sandbox, pixel, f"plain{n}", False, tmp) for n in range(3))
+        staged = min(in_process_seconds(sandbox, pixel, f"staged{n}", True, tmp) for n in range(3))
+    writes, seconds = counters["checkpoints"], counters["checkpoint_seconds"]
+    task_seconds = (ended - started).total_seconds()
+    return "\n".join(
+        [
+            f"**Cost** ({COST_PAGES:,} pages of {PAGE_SIZE} events into S3 on moto, one scheduled task, no crash):",
+            "",
+            "| figure | value |",
+            "|---|---:|",
+            f"| checkpoint interval (`CHECKPOINT_EVERY_PAGES`) | {CHECKPOINT_EVERY_PAGES} pages |",
+            f"| state-store writes per 1,000 pages | {writes * 1000 / COST_PAGES:.0f} (+1 delete at the end) |",
+            f"| time per write (task -> execution API -> PostgreSQL), mean | {seconds / writes * 1000:.1f} ms |",
+            f"| all writes, of the task's {task_seconds:.1f} s | {seconds:.2f} s ({seconds / task_seconds:.1%}) |",
+            f"| same export in one process, no store: parts of 1,000,000 rows | {plain:.1f} s |",
+            f"| same export in one process, a part staged at each checkpoint (file store) | {staged:.1f} s |",
+        ]
+    )
+
+
+def crashes(cluster: AirflowCluster, moto_url: str) -> list[str]:
+    config = rate_limited_config(pages=PAGES, page_size=PAGE_SIZE, budget=1_000_000, window_seconds=3600)
+    rows = [
+        f"**Crash** ({PAGES} pages of {PAGE_SIZE}; task process SIGKILLed while page N is in flight; "
+        "`retries=1`, `retry_delay` 1 s):",
+        "",
+        "| killed at page | run | pages fetched twice | page requests | retry resumed after page |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for page in KILL_PAGES:
+        with PrisjaktSandbox(config) as sandbox:
+            pixel = sandbox.pixel_ids(4242)[0]
+            use_cluster(cluster, sandbox, aws_connection(moto_url))
+            conf = {
+                "pixel_id": pixel,
+                "start": PERIOD_START.isoformat(),
+                "end": PERIOD_END.isoformat(),
+                "bucket": BUCKET,
+                "prefix": f"crash-{page}",
+            }
+            run = run_killed_at_page(cluster, sandbox, conf, page)
+            twice = refetched(sandbox)
+            requests = sum(1 for r in sandbox.requests if r.page_key and r.status == 200)
+            rows.append(f"| {page} | {run.state} | {twice} | {requests} | {page - twice} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
