@@ -106,6 +106,15 @@ class ExportPaused(Exception):
 #: The ``task_state_store`` key holding a running export's checkpoint (the store is per task
 #: instance and map index, and shared by its tries).
 STATE_KEY = "prisjakt_export"
+#: Part entries per sealed key beside :data:`STATE_KEY`. A checkpoint lists every staged part, and
+#: a write costs more the larger its value (Airflow warns above 64 KB): full groups of parts are
+#: written once each, so every write stays small however many parts an export stages.
+PARTS_PER_KEY = 100
+
+
+def parts_key(index: int) -> str:
+    """Return the ``task_state_store`` key of the ``index``-th sealed group of part entries."""
+    return f"{STATE_KEY}.parts.{index}"
 
 
 class StateStore(Protocol):
@@ -125,10 +134,13 @@ class CheckpointStore:
     """
     An export's latest checkpoint in its task instance's ``task_state_store``, for a retry after a crash.
 
-    The stored value is the deferral's resume payload (``start``, ``end``, ``checkpoint``) plus the
-    resource and the provider version: a try whose window, resource or provider version differs
-    starts over instead of resuming. Storing is best effort: when a write fails, the checkpoint
-    stored before it still describes parts that are staged, so a crash costs more pages, never rows.
+    The value under :data:`STATE_KEY` is the deferral's resume payload (``start``, ``end``,
+    ``checkpoint``) plus the resource and the provider version, so a try whose window, resource or
+    provider version differs starts over instead of resuming. Its parts list holds only the parts
+    after the last full group of :data:`PARTS_PER_KEY`; the full groups lie under
+    :func:`parts_key` keys, each written before the checkpoint that counts it (``sealed``).
+    Storing is best effort: when a write fails, the checkpoint stored before it still describes
+    parts that are staged, so a crash costs more pages, never rows.
 
     :param state: the task instance's ``task_state_store``.
     :param request: the export it keeps the checkpoint of.
@@ -142,6 +154,7 @@ class CheckpointStore:
             "end": request.end.isoformat(),
             "version": __version__,
         }
+        self.groups: list[list[dict[str, Any]]] = []  # the groups of parts under their keys, as written or read
         self.writes = 0
         self.seconds_writing = 0.0
 
@@ -155,20 +168,21 @@ class CheckpointStore:
         """Return the checkpoint an earlier try of this export stored, or ``None`` to start over."""
         try:
             stored = self.state.get(STATE_KEY)
+            if not isinstance(stored, Mapping):
+                return None
+            stored_scope = {name: stored.get(name) for name in self.scope}
+            if stored_scope != self.scope:
+                log.info("The stored checkpoint is of another export (%s); this one starts over", stored_scope)
+                return None
+            groups = [list(self.state.get(parts_key(index))) for index in range(int(stored.get("sealed", 0)))]
+            parts = [part for group in groups for part in group]
+            checkpoint = ExportCheckpoint.from_dict(
+                {**stored["checkpoint"], "parts": parts + stored["checkpoint"]["parts"]}
+            )
         except Exception:
-            log.warning("Could not read the task state store; the export starts over", exc_info=True)
+            log.warning("Could not read the stored checkpoint; the export starts over", exc_info=True)
             return None
-        if not isinstance(stored, Mapping):
-            return None
-        stored_scope = {name: stored.get(name) for name in self.scope}
-        if stored_scope != self.scope:
-            log.info("The stored checkpoint is of another export (%s); this one starts over", stored_scope)
-            return None
-        try:
-            checkpoint = ExportCheckpoint.from_dict(stored["checkpoint"])
-        except (KeyError, TypeError, ValueError):
-            log.warning("The stored checkpoint is unreadable; the export starts over", exc_info=True)
-            return None
+        self.groups = groups
         log.info(
             "Resuming from the checkpoint an earlier try stored: %s rows written, %s parts staged",
             checkpoint.rows,
@@ -179,8 +193,19 @@ class CheckpointStore:
     def save(self, checkpoint: ExportCheckpoint) -> None:
         """Store ``checkpoint``, replacing the one before; a failure is logged, not raised."""
         began = time.perf_counter()
+        data = checkpoint.to_dict()
+        parts = data["parts"]
+        sealed = len(parts) // PARTS_PER_KEY
         try:
-            self.state.set(STATE_KEY, {**self.scope, "checkpoint": checkpoint.to_dict()})
+            # A run only appends parts, so each group is written once; one that differs from what
+            # is stored (a run that started over instead of resuming) is written again.
+            for index in range(sealed):
+                group = parts[index * PARTS_PER_KEY : (index + 1) * PARTS_PER_KEY]
+                if index >= len(self.groups) or self.groups[index] != group:
+                    self.state.set(parts_key(index), group)
+                    self.groups[index:] = [group]
+            data["parts"] = parts[sealed * PARTS_PER_KEY :]
+            self.state.set(STATE_KEY, {**self.scope, "sealed": sealed, "checkpoint": data})
         except Exception:
             log.warning("Could not store the checkpoint; a crash would resume from the one before", exc_info=True)
             return
@@ -190,10 +215,14 @@ class CheckpointStore:
     def clear(self) -> None:
         """Forget the stored checkpoint (before publishing: published staging can no longer be resumed)."""
         self.state.delete(STATE_KEY)
+        # Unreferenced now; removed so they do not wait for the store's retention.
+        for index in range(len(self.groups)):
+            self.state.delete(parts_key(index))
+        self.groups = []
 
     def counters(self) -> dict[str, float]:
         """
-        Return ``checkpoints`` (writes so far) and ``checkpoint_seconds`` (time spent writing them).
+        Return ``checkpoints`` (checkpoints stored so far) and ``checkpoint_seconds`` (time spent storing them).
 
         A checkpoint holds the counts from before its own write, so a crashed try's last write is
         not counted.

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
+import multiprocessing
+import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,23 +313,26 @@ def test_daily_operator_runs_with_a_templated_key_request_each_click_once(
 
 
 def run_mapped(store: ObjectStore, day: datetime, pixels: list[str]) -> None:
-    """Run the day's export of each pixel at once, in threads released together (as mapped tasks)."""
-    barrier = threading.Barrier(len(pixels))
-    errors: list[BaseException] = []
+    """Run the day's export of each pixel in its own process, all released together (as mapped tasks)."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(len(pixels))
+    failures = context.Queue()
 
     def mapped_task(pixel: str) -> None:
         try:
             barrier.wait()
             operator_export(store, day, pixel, task_id=f"export_{pixel}")
-        except BaseException as error:
-            errors.append(error)
+        except BaseException:
+            failures.put(traceback.format_exc())
+            raise
 
-    threads = [threading.Thread(target=mapped_task, args=(pixel,)) for pixel in pixels]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    tasks = [context.Process(target=mapped_task, args=(pixel,)) for pixel in pixels]
+    for task in tasks:
+        task.start()
+    for task in tasks:
+        task.join(timeout=120)
+    assert failures.empty(), failures.get()
+    assert [task.exitcode for task in tasks] == [0] * len(pixels)
 
 
 def test_mapped_pixels_share_one_key_and_one_index_without_racing(

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_prisjakt.api.resources import EVENTS
-from airflow_provider_prisjakt.export.checkpoint import STATE_KEY, CheckpointStore, ExportPaused
+from airflow_provider_prisjakt.export import checkpoint as checkpoint_module
+from airflow_provider_prisjakt.export.checkpoint import STATE_KEY, CheckpointStore, ExportPaused, parts_key
 from airflow_provider_prisjakt.export.run import CHECKPOINT_EVERY_PAGES, ExportRequest, ExportRun
 from airflow_provider_prisjakt.export.sinks.layout import STAGING_DIR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox
@@ -216,6 +218,55 @@ def test_a_stored_checkpoint_resumes_only_the_same_export_into_the_same_destinat
     assert ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=stored).resuming
     # Airflow before 3.3 (or a task run outside Airflow): no store, so nothing is kept and a retry starts over.
     assert CheckpointStore.from_context({}, request) is None
+
+
+class CountingStateStore(FileStateStore):
+    """A state store that counts the writes of each key."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: Counter[str] = Counter()
+
+    def set(self, key: str, value: Any) -> None:
+        self.writes[key] += 1
+        super().set(key, value)
+
+
+def test_the_parts_of_a_long_export_are_stored_in_groups_each_written_once(
+    sandbox: PrisjaktSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoint_module, "PARTS_PER_KEY", 3)
+    pixel = sandbox.pixel_ids(4242)[0]
+    state = CountingStateStore(tmp_path / "state.json")
+    request = request_for(pixel)
+    sink = make_sink(tmp_path / "out", tmp_path / "spool", rows_per_part=ROWS_PER_PART)
+    run = ExportRun(
+        connect(monkeypatch, sandbox, page_size=PAGE_SIZE),
+        request,
+        sink,
+        extracted_at=EXTRACTED_AT,
+        store=CheckpointStore(state, request),
+    )
+    run.begin()
+    for batch in run.reader.batches(run.state.targets, run.state.cursor):
+        run.write_batch(batch)
+        if len(run.state.parts) == 8:
+            break  # crashed here: eight parts staged, two full groups of three
+
+    assert state.writes == {STATE_KEY: 8, parts_key(0): 1, parts_key(1): 1}
+    assert len(state.get(STATE_KEY)["checkpoint"]["parts"]) == 2
+    resumed = CheckpointStore(state, request).load()
+    assert resumed is not None and resumed.parts == run.state.parts
+
+    ExportRun(
+        connect(monkeypatch, sandbox, page_size=PAGE_SIZE),
+        request,
+        sink,
+        extracted_at=EXTRACTED_AT,
+        checkpoint=resumed,
+        store=CheckpointStore(state, request),
+    ).execute()
+    assert state.values() == {}
 
 
 # -- a worker process killed mid-page, then retried (any Airflow version) --------------------------------
