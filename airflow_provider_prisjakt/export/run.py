@@ -98,7 +98,7 @@ class ExportRun:
         self.hook = hook
         self.request = request
         self.sink = sink
-        self.store = store
+        self.store = store if sink.resumes_after_crash else None
         if checkpoint is not None and checkpoint.destination not in (None, sink.describe()):
             log.warning(
                 "The checkpoint is of an export to %s, not %s; the export starts over",

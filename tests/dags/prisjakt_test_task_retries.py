@@ -1,5 +1,6 @@
 """
-Test DAG: one export to S3 with two retries, to show which errors Airflow's retries get.
+Test DAG: one export to S3 with two retries, to show which errors Airflow's retries get, and, under a
+real scheduler, that the retry of a killed task resumes from its checkpoint (Airflow 3.3+).
 
 The pixel, window, bucket and connections come from the run's ``conf`` and are rendered at run
 time, so parsing this file reads nothing and touches no connection. The task reaches the API

@@ -33,7 +33,7 @@ from tests.conftest import REPO_ROOT
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 #: The DAGs the scheduler tests run; a new scheduler test adds its DAG file's name here.
-DAG_IDS = ("prisjakt_test_deferral", "prisjakt_test_mapped", "prisjakt_test_crash_resume")
+DAG_IDS = ("prisjakt_test_deferral", "prisjakt_test_mapped", "prisjakt_test_task_retries")
 #: Worker slots: enough for mapped tasks to run side by side, few enough for two cores.
 PARALLELISM = 3
 #: The pool every Prisjakt task of the test DAGs runs in (one client id), and its slots.

@@ -33,10 +33,12 @@ from airflow_provider_prisjakt.export.run import CHECKPOINT_EVERY_PAGES, ExportR
 from airflow_provider_prisjakt.export.sinks.layout import STAGING_DIR
 from airflow_provider_prisjakt.testing import PrisjaktSandbox
 from tests.conftest import REPO_ROOT, register_secret
+from tests.dags.prisjakt_test_task_retries import DAG_ID, TASK_ID
 
 from .conftest import PERIOD_END, PERIOD_START, connect, rate_limited_config
 from .task_state import FileStateStore
 from .test_export_local import EXTRACTED_AT, folder_state, make_sink, pixel_folder, published_records
+from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, warehouse  # noqa: F401
 
 pytest.register_assert_rewrite("tests.integration.conftest_services")
 
@@ -271,24 +273,52 @@ def test_the_parts_of_a_long_export_are_stored_in_groups_each_written_once(
 
 # -- a worker process killed mid-page, then retried (any Airflow version) --------------------------------
 
+# The worker: one export task as a fresh process, with the task instance's state store in a file.
 WORKER = r"""
-import json, sys
-from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
+import importlib, json, sys
 from tests.integration.task_state import FileStateStore
 args = json.loads(sys.argv[1])
-operator = LocalFolderExportOperator(task_id="export_events", **args["operator"])
+module, _, name = args["operator"].partition(":")
+operator = getattr(importlib.import_module(module), name)(task_id="export_events", **args["arguments"])
 operator.execute({"task_state_store": FileStateStore(args["state"])})
 """
+LOCAL_OPERATOR = "tests.dags.prisjakt_test_deferral:LocalFolderExportOperator"
+SQL_OPERATOR = "airflow_provider_prisjakt.transfers.prisjakt_to_sql:PrisjaktToSqlOperator"
 
 
-def local_operator(root: Path, pixel: str) -> dict[str, Any]:
-    return {
-        "root": str(root),
-        "pixel_id": pixel,
-        "start": WINDOW[0].isoformat(),
-        "end": WINDOW[1].isoformat(),
-        "max_rows_per_file": ROWS_PER_PART,
-    }
+def kill_worker_at_page(
+    sandbox: PrisjaktSandbox, operator: str, arguments: dict[str, Any], state: FileStateStore, log_path: Path
+) -> int:
+    """
+    Run the export ``operator`` (``module:Class``) with ``arguments`` in a worker process, SIGKILL it
+    while page :data:`KILL_AT_PAGE` is in flight, and return how many pages it requested.
+    """
+    sandbox.clear_requests()
+    sandbox.configure(latency_ms=LATENCY_MS)
+    payload = json.dumps({"operator": operator, "arguments": arguments, "state": str(state.path)})
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, payload], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        kill_when_page_requested(sandbox, KILL_AT_PAGE, lambda: worker.pid if worker.poll() is None else None)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+        sandbox.configure(latency_ms=0)
+    assert worker.returncode == -signal.SIGKILL, log_path.read_text()[-3000:]
+    return len(pages_fetched(sandbox))
+
+
+def stored_pages(state: FileStateStore) -> int:
+    """The pages the stored checkpoint covers, checked to be a whole number of checkpoint intervals."""
+    pages = state.get(STATE_KEY)["checkpoint"]["rows"] // PAGE_SIZE
+    assert pages % CHECKPOINT_EVERY_PAGES == 0 and pages >= KILL_AT_PAGE - CHECKPOINT_EVERY_PAGES
+    return int(pages)
+
+
+def window_arguments(pixel: str) -> dict[str, Any]:
+    return {"pixel_id": pixel, "start": WINDOW[0].isoformat(), "end": WINDOW[1].isoformat()}
 
 
 def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_most_two_pages_again(
@@ -297,34 +327,20 @@ def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_mos
     from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
 
     pixel = sandbox.pixel_ids(4242)[0]
-    LocalFolderExportOperator(task_id="reference", **local_operator(tmp_path / "reference", pixel)).execute({})
+    arguments = {**window_arguments(pixel), "max_rows_per_file": ROWS_PER_PART}
+    LocalFolderExportOperator(task_id="reference", root=str(tmp_path / "reference"), **arguments).execute({})
     reference_manifest, reference_records = published_records(tmp_path / "reference", pixel, "export")
-    sandbox.clear_requests()
     state = FileStateStore(tmp_path / "state.json")
-    arguments = {"operator": local_operator(tmp_path / "out", pixel), "state": str(state.path)}
+    arguments["root"] = str(tmp_path / "out")
 
-    sandbox.configure(latency_ms=LATENCY_MS)
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER, json.dumps(arguments)], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        kill_when_page_requested(sandbox, KILL_AT_PAGE, lambda: worker.pid if worker.poll() is None else None)
-    finally:
-        worker.kill()
-        worker.wait(timeout=10)
-    sandbox.configure(latency_ms=0)
-    assert worker.returncode == -signal.SIGKILL, (tmp_path / "worker.log").read_text()[-3000:]
-    requested = len(pages_fetched(sandbox))
-    stored_pages = state.get(STATE_KEY)["checkpoint"]["rows"] // PAGE_SIZE
-    assert stored_pages % CHECKPOINT_EVERY_PAGES == 0 and stored_pages >= KILL_AT_PAGE - CHECKPOINT_EVERY_PAGES
+    requested = kill_worker_at_page(sandbox, LOCAL_OPERATOR, arguments, state, tmp_path / "worker.log")
+    covered = stored_pages(state)
 
     # The retry: a fresh operator in another process, with the task instance's state store.
-    retry = LocalFolderExportOperator(task_id="export_events", **arguments["operator"])
-    summary = retry.execute({"task_state_store": state})
+    summary = LocalFolderExportOperator(task_id="export_events", **arguments).execute({"task_state_store": state})
 
     # Fetched again: the pages after the stored checkpoint, up to the one in flight.
-    assert 1 <= refetched(sandbox) == requested - stored_pages <= CHECKPOINT_EVERY_PAGES
+    assert 1 <= refetched(sandbox) == requested - covered <= CHECKPOINT_EVERY_PAGES
     assert len(pages_fetched(sandbox)) == PAGES
     manifest, records = published_records(tmp_path / "out", pixel, "export")
     assert fingerprint(records) == fingerprint(reference_records)
@@ -333,10 +349,43 @@ def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_mos
     assert not (pixel_folder(tmp_path / "out", pixel, "export") / STAGING_DIR).exists()
 
 
+@pytest.mark.parametrize("warehouse", ["postgres", "sqlite"], indirect=True)
+def test_a_sql_load_killed_mid_page_is_retried_into_the_same_rows(
+    sandbox: PrisjaktSandbox,
+    warehouse: Warehouse,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
+
+    pixel = sandbox.pixel_ids(4242)[0]
+    table = warehouse.table_name()
+    arguments = {"conn_id": WAREHOUSE, "table": table, **window_arguments(pixel)}
+    state = FileStateStore(tmp_path / "state.json")
+
+    requested = kill_worker_at_page(sandbox, SQL_OPERATOR, arguments, state, tmp_path / "worker.log")
+    if warehouse.dialect == "sqlite":
+        # SQLite's staging commits every batch, so it may hold rows after the last checkpoint: no
+        # checkpoint is kept, and the retry starts over.
+        assert state.values() == {}
+        covered = 0
+    else:
+        covered = stored_pages(state)  # the staging table's rows up to it are committed, the rest rolled back
+
+    summary = PrisjaktToSqlOperator(task_id="export_events", **arguments).execute({"task_state_store": state})
+
+    assert refetched(sandbox) == requested - covered
+    assert len(pages_fetched(sandbox)) == PAGES
+    loaded = sorted(row[0] for row in warehouse.query(f"SELECT event_id FROM {warehouse.quote(table)}"))
+    assert loaded == sorted(event["id"] for event in sandbox.expected_events(pixel, *WINDOW))
+    assert summary["rows"] == PAGES * PAGE_SIZE
+    assert warehouse.staging_tables(table) == set()
+    assert state.values() == {}
+
+
 # -- a real scheduler retries a killed task (Airflow 3.3+) -----------------------------------------------
 
-DAG_ID = "prisjakt_test_crash_resume"
-TASK_ID = "export_events"
+# Its export writes below ``prisjakt/events/`` of the run's bucket, with two retries a second apart.
+PREFIX = "prisjakt/events"
 
 
 def metadata_database(cluster: AirflowCluster) -> Any:
@@ -350,7 +399,7 @@ def run_killed_at_page(
     cluster: AirflowCluster, sandbox: PrisjaktSandbox, conf: dict[str, Any], page: int
 ) -> DagRunResult:
     """
-    Run the crash DAG with ``conf``, SIGKILL its task process while ``page`` is in flight (counting
+    Run the retries DAG with ``conf``, SIGKILL its task process while ``page`` is in flight (counting
     from the sandbox's last :meth:`~PrisjaktSandbox.clear_requests`), and return the run once
     Airflow's retry has ended it.
     """
@@ -374,7 +423,7 @@ def run_killed_at_page(
 
 
 def stored_keys(cluster: AirflowCluster, run_id: str) -> list[str]:
-    """The task state store keys the crash DAG's run ``run_id`` still holds."""
+    """The task state store keys the retries DAG's run ``run_id`` still holds."""
     with metadata_database(cluster) as metadata:
         rows = metadata.execute(
             "SELECT key FROM task_state_store WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
@@ -382,11 +431,11 @@ def stored_keys(cluster: AirflowCluster, run_id: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def use_cluster(cluster: AirflowCluster, sandbox: PrisjaktSandbox, aws_connection: str) -> None:
-    """Give the cluster's tasks ``sandbox`` as ``prisjakt_default`` and ``aws_connection`` (JSON) as ``prisjakt_test_aws``."""
+def use_cluster(cluster: AirflowCluster, sandbox: PrisjaktSandbox, aws_connection: str, aws_conn_id: str) -> None:
+    """Give the cluster's tasks ``sandbox`` as ``prisjakt_default``, and ``aws_connection`` (JSON) as ``aws_conn_id``."""
     register_secret(sandbox.client_secret)
     cluster.set_connections(
-        {"prisjakt_default": sandbox.connection_json(page_size=PAGE_SIZE), "prisjakt_test_aws": aws_connection}
+        {"prisjakt_default": sandbox.connection_json(page_size=PAGE_SIZE), aws_conn_id: aws_connection}
     )
 
 
@@ -399,8 +448,8 @@ def test_a_task_killed_mid_export_is_retried_by_the_scheduler_from_its_checkpoin
     s3_store.operator("reference", pixel_id=pixel, start=start, end=end).execute({})
     reference_manifest, _, reference_parts = published(s3_store, f"reference/pixel_id={pixel}")
     sandbox.clear_requests()
-    use_cluster(airflow_cluster, sandbox, os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"])
-    conf = {"pixel_id": pixel, "start": start, "end": end, "bucket": s3_store.bucket, "prefix": "events"}
+    use_cluster(airflow_cluster, sandbox, os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"], AWS_CONN_ID)
+    conf = {"pixel_id": pixel, "start": start, "end": end, "bucket": s3_store.bucket, "aws_conn_id": AWS_CONN_ID}
 
     run = run_killed_at_page(airflow_cluster, sandbox, conf, KILL_AT_PAGE)
 
@@ -409,11 +458,11 @@ def test_a_task_killed_mid_export_is_retried_by_the_scheduler_from_its_checkpoin
     assert "up_for_retry" in states and states[-1] == "success", run
     assert 1 <= refetched(sandbox) <= CHECKPOINT_EVERY_PAGES, pages_fetched(sandbox)
     assert len(pages_fetched(sandbox)) == PAGES
-    manifest, _, parts = published(s3_store, f"events/pixel_id={pixel}")
+    manifest, _, parts = published(s3_store, f"{PREFIX}/pixel_id={pixel}")
     records = [record for rows in parts.values() for record in rows]
     assert fingerprint(records) == fingerprint([record for rows in reference_parts.values() for record in rows])
     assert manifest["rows"] == reference_manifest["rows"] == PAGES * PAGE_SIZE
     # Every checkpoint but the killed try's last one, which was stored before it could count itself.
     assert manifest["counters"]["checkpoints"] == PAGES // CHECKPOINT_EVERY_PAGES - 1
-    assert s3_store.keys(f"events/pixel_id={pixel}/{STAGING_DIR}/") == []
+    assert s3_store.keys(f"{PREFIX}/pixel_id={pixel}/{STAGING_DIR}/") == []
     assert stored_keys(airflow_cluster, run.run_id) == []  # forgotten once the export succeeded

@@ -34,6 +34,12 @@ class Sink(ABC):
     #: The run's targets, once :meth:`set_targets` has told them.
     targets: list[str] | None = None
 
+    #: Whether a retry after a crash may resume from the last stored checkpoint (Airflow 3.3+): true
+    #: when rows written after the last :meth:`close_part` are lost with the process, so the staging
+    #: holds no row the checkpoint does not list. Otherwise the loop stores no checkpoint and a
+    #: retry starts over.
+    resumes_after_crash: bool = True
+
     def set_targets(self, targets: Sequence[str]) -> None:
         """
         Learn the targets of this run before :meth:`begin`: the pixels, or the shop for shop-scoped resources.

@@ -80,6 +80,9 @@ class SqlSink(Sink):
     ) -> None:
         self.database = database
         self.dialect = dialect = database.dialect
+        # Staging that commits each batch keeps rows a crash left after the last checkpoint; a
+        # resumed run would load them twice (the row count check refuses it), so it starts over.
+        self.resumes_after_crash = not dialect.commit_every_batch
         self.table = table
         self.schema = schema
         self.staging_key = staging_key
