@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -36,25 +36,43 @@ class ColumnKind(StrEnum):
 @dataclass(frozen=True)
 class Column:
     """
-    One typed column of an exported table or file.
+    One typed column of an exported table or file, and where its value is in an API record.
 
     :param name: the column name.
-    :param kind: the value type.
+    :param kind: the value type; it also says how a record's value is read (see :data:`VALUE_READERS`).
     :param nullable: whether the API may leave it empty.
+    :param source: the record members that may hold the value, dotted for nested ones
+        (``"data.amount"``); the first the record has wins. Empty: the member named like the column.
+    :param read: how to read the value when the kind's reader does not fit (e.g. a yes/no flag).
     """
 
     name: str
     kind: ColumnKind
     nullable: bool = True
+    source: tuple[str, ...] = ()
+    read: Callable[[Any], Any] | None = None
+
+    def getter(self) -> Callable[[Mapping[str, Any]], Any]:
+        """Return a function reading this column's typed value from a record (built once per resource)."""
+        read = self.read or VALUE_READERS[self.kind]
+        paths = [tuple(path.split(".")) for path in self.source or (self.name,)]
+        if len(paths) == 1 and len(paths[0]) == 1:
+            (key,) = paths[0]
+            return lambda record: read(record.get(key))
+        return lambda record: read(_first_present(record, paths))
 
 
-def _dig(record: Mapping[str, Any], *path: str) -> Any:
-    value: Any = record
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
+def _first_present(record: Mapping[str, Any], paths: list[tuple[str, ...]]) -> Any:
+    """Return the value at the first of ``paths`` that ``record`` has, or ``None``."""
+    for path in paths:
+        value: Any = record
+        for key in path:
+            if not isinstance(value, Mapping) or key not in value:
+                break
+            value = value[key]
+        else:
+            return value
+    return None
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -99,6 +117,16 @@ def _flag(value: Any) -> int | None:
         value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(value.lower())
     return None if value is None or not isinstance(value, bool | int) else int(bool(value))
 
+
+#: How a record's value is read into each kind of column.
+VALUE_READERS: dict[ColumnKind, Callable[[Any], Any]] = {
+    ColumnKind.STRING: _string,
+    ColumnKind.INTEGER: _integer,
+    ColumnKind.DECIMAL: _decimal,
+    ColumnKind.TIMESTAMP: _timestamp,
+    ColumnKind.DATE: _date,
+    ColumnKind.JSON: lambda value: value,
+}
 
 #: Member names a purchase summary entry may use for its currency, purchase count and total value.
 SUMMARY_CURRENCY_MEMBERS = ("currency", "currency_code")
@@ -259,8 +287,6 @@ class Resource:
     :param primary_key: the columns identifying a row, for merges and de-duplication.
     :param window_column: the column that places a row in a window (for ``replace_window``), or
         ``None`` when rows do not belong to a time window.
-    :param extract: maps an API record to the values of ``columns``.
-    :param needs_pixel: whether the resource is read per pixel (otherwise per shop).
     :param scope_column: the column holding the target a row was read for (the pixel), which
         ``replace_window`` and partitioned layouts use; ``None`` for shop-scoped resources.
     """
@@ -269,9 +295,15 @@ class Resource:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     window_column: str | None
-    extract: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    needs_pixel: bool = True
     scope_column: str | None = "pixel_id"
+    _getters: tuple[Callable[[Mapping[str, Any]], Any], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_getters", tuple(column.getter() for column in self.columns))
+
+    def extract(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Return the values of :attr:`columns` read from an API record."""
+        return tuple([get(record) for get in self._getters])
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -295,29 +327,18 @@ class Resource:
 EVENTS = Resource(
     name="events",
     columns=(
-        Column("event_id", ColumnKind.STRING, nullable=False),
+        Column("event_id", ColumnKind.STRING, nullable=False, source=("id",)),
         Column("pixel_id", ColumnKind.STRING),
         Column("click_id", ColumnKind.STRING),
         Column("external_event_id", ColumnKind.STRING),
         Column("event_name", ColumnKind.STRING),
         Column("event_time", ColumnKind.TIMESTAMP),
-        Column("amount", ColumnKind.DECIMAL),
-        Column("currency", ColumnKind.STRING),
-        Column("number_of_items", ColumnKind.INTEGER),
+        Column("amount", ColumnKind.DECIMAL, source=("data.amount",)),
+        Column("currency", ColumnKind.STRING, source=("data.currency",)),
+        Column("number_of_items", ColumnKind.INTEGER, source=("data.number_of_items",)),
     ),
     primary_key=("event_id",),
     window_column="event_time",
-    extract=lambda r: (
-        _string(r.get("id")),
-        _string(r.get("pixel_id")),
-        _string(r.get("click_id")),
-        _string(r.get("external_event_id")),
-        _string(r.get("event_name")),
-        _timestamp(r.get("event_time")),
-        _decimal(_dig(r, "data", "amount")),
-        _string(_dig(r, "data", "currency")),
-        _integer(_dig(r, "data", "number_of_items")),
-    ),
 )
 
 PURCHASE_SUMMARY = Resource(
@@ -325,28 +346,20 @@ PURCHASE_SUMMARY = Resource(
     columns=(
         Column("pixel_id", ColumnKind.STRING, nullable=False),
         Column("day", ColumnKind.DATE, nullable=False),
-        Column("currency", ColumnKind.STRING, nullable=False),
-        Column("purchases", ColumnKind.INTEGER),
-        Column("total_amount", ColumnKind.DECIMAL),
+        Column("currency", ColumnKind.STRING, nullable=False, source=SUMMARY_CURRENCY_MEMBERS),
+        Column("purchases", ColumnKind.INTEGER, source=SUMMARY_COUNT_MEMBERS),
+        Column("total_amount", ColumnKind.DECIMAL, source=SUMMARY_AMOUNT_MEMBERS),
         # 1 when the day was over when read; 0 for today's partial count, which a later run replaces.
-        Column("complete", ColumnKind.INTEGER),
+        Column("complete", ColumnKind.INTEGER, read=_flag),
     ),
     primary_key=("pixel_id", "day", "currency"),
     window_column="day",
-    extract=lambda r: (
-        _string(r.get("pixel_id")),
-        _date(r.get("day")),
-        _string(summary_member(r, SUMMARY_CURRENCY_MEMBERS)),
-        _integer(summary_member(r, SUMMARY_COUNT_MEMBERS)),
-        _decimal(summary_member(r, SUMMARY_AMOUNT_MEMBERS)),
-        _flag(r.get("complete")),
-    ),
 )
 
 CLICKS = Resource(
     name="clicks",
     columns=(
-        Column("click_id", ColumnKind.STRING, nullable=False),
+        Column("click_id", ColumnKind.STRING, nullable=False, source=("id",)),
         Column("pixel_id", ColumnKind.STRING),
         Column("shop_id", ColumnKind.INTEGER),
         Column("clicked_at", ColumnKind.TIMESTAMP),
@@ -357,35 +370,18 @@ CLICKS = Resource(
     ),
     primary_key=("click_id",),
     window_column=None,
-    extract=lambda r: (
-        _string(r.get("id")),
-        _string(r.get("pixel_id")),
-        _integer(r.get("shop_id")),
-        _timestamp(r.get("clicked_at")),
-        _integer(r.get("product_id")),
-        _string(r.get("offer_id")),
-        _decimal(r.get("cost")),
-        _string(r.get("currency")),
-    ),
 )
 
 PIXELS = Resource(
     name="pixels",
     columns=(
-        Column("pixel_id", ColumnKind.STRING, nullable=False),
+        Column("pixel_id", ColumnKind.STRING, nullable=False, source=("id",)),
         Column("shop_id", ColumnKind.INTEGER),
         Column("name", ColumnKind.STRING),
         Column("created_at", ColumnKind.TIMESTAMP),
     ),
     primary_key=("pixel_id",),
     window_column=None,
-    extract=lambda r: (
-        _string(r.get("id")),
-        _integer(r.get("shop_id")),
-        _string(r.get("name")),
-        _timestamp(r.get("created_at")),
-    ),
-    needs_pixel=False,
     scope_column=None,
 )
 
