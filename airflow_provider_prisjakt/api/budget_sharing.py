@@ -12,6 +12,7 @@ out (:func:`in_flight_reserve`). With a shared store, the tasks count their requ
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ PRIOR_WEIGHT = 2.0
 #: The margin on the estimated number of other tasks, for the reserve of requests in flight: an
 #: estimate on the low side risks a 429, one on the high side leaves a request or two unused.
 IN_FLIGHT_MARGIN = 1.25
+#: How many of its latest requests a task looks back over to notice tasks that joined the window late.
+RECENT_REQUESTS = 5
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -60,44 +63,56 @@ def is_earlier_window(known: RateLimitStatus, seen: RateLimitStatus) -> bool:
 @dataclass(frozen=True)
 class SpendEstimate:
     """
-    How many tasks spend this client id's window, inferred from one task's own view of it.
+    How many tasks spend this client id's window, inferred from one task's own responses.
 
     Within a window, ``Remaining`` drops by this task's requests and by everybody else's. The drop
-    per own request since the task's first response in the window says how many tasks spend at about
-    its pace, itself included.
+    per own request says how many tasks spend at about this one's pace, itself included. Two views
+    count, the larger wins: the whole window so far (steady), and the median of the last
+    :data:`RECENT_REQUESTS` requests (quick to see tasks that started late, deaf to one long stall).
 
     :param last: the last status taken in, which tells the next one's window apart.
     :param anchor: ``Remaining`` at the task's first response in the current window.
     :param own: the task's requests counted since that response.
-    :param prior: the estimate the window started with (the last window's), weighing
+    :param prior: the steady estimate the window started with (the last window's), weighing
         :data:`PRIOR_WEIGHT` requests.
+    :param recent: the drop per own request between each of the last responses and the one before.
     """
 
     last: RateLimitStatus | None = None
     anchor: int | None = None
     own: int = 0
     prior: float = 1.0
+    recent: tuple[float, ...] = ()
 
     @property
-    def spenders(self) -> float:
-        """The tasks spending the budget at this one's pace, this one included (at least 1)."""
+    def steady(self) -> float:
+        """The tasks spending the budget by the whole window so far, weighted with the prior (at least 1)."""
         if self.anchor is None or self.last is None or self.last.remaining is None:
             return self.prior
         drop = max(0, self.anchor - self.last.remaining)
         return max(1.0, (drop + self.prior * PRIOR_WEIGHT) / (self.own + PRIOR_WEIGHT))
 
+    @property
+    def spenders(self) -> float:
+        """The tasks spending the budget at this one's pace, this one included (at least 1)."""
+        lately = statistics.median(self.recent) if len(self.recent) * 2 > RECENT_REQUESTS else 0.0
+        return max(self.steady, lately)
+
     def taking(self, status: RateLimitStatus, own: int) -> SpendEstimate:
         """
         Return the estimate after ``status``, with ``own`` requests of this task sent since the last one.
 
-        :param status: the status now known (a response's, or a shared store's).
-        :param own: this task's requests since the previous status was taken in.
+        :param status: the status of this task's latest response.
+        :param own: this task's requests since the previous response.
         """
         if status.remaining is None:
             return self
         if starts_new_window(self.last, status):
-            return SpendEstimate(last=status, anchor=status.remaining, own=0, prior=self.spenders)
-        return replace(self, last=status, own=self.own + own)
+            return SpendEstimate(last=status, anchor=status.remaining, prior=self.steady)
+        recent = self.recent
+        if own > 0 and self.last is not None and self.last.remaining is not None:
+            recent = (*recent, max(0, self.last.remaining - status.remaining) / own)[-RECENT_REQUESTS:]
+        return replace(self, last=status, own=self.own + own, recent=recent)
 
 
 def in_flight_reserve(spenders: float) -> int:

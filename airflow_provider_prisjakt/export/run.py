@@ -82,7 +82,8 @@ class ExportRun:
     :param extracted_at: the ``_extracted_at`` value of new rows (kept from the checkpoint on resume).
     :param checkpoint: resume from here instead of the start.
     :param store: where to keep the checkpoint while running, for a retry after a crash; without
-        one (Airflow before 3.3, or outside a task) a crash means starting over.
+        one (Airflow before 3.3, or outside a task), or for a sink that cannot resume after a crash
+        (``Sink.resumes_after_crash``), a crash means starting over.
     """
 
     def __init__(
@@ -207,13 +208,16 @@ class ExportRun:
             "counters": final.counters,
         }
         self.sink.commit(manifest)
-        log.info(
-            "Exported %s rows of %s in %s part(s) to %s",
-            final.rows,
-            request.resource.name,
-            len(final.parts),
-            self.sink.describe(),
-        )
+        if self.sink.rows_per_part is None:  # the run is one output (a table): its parts are only staging steps
+            log.info("Exported %s rows of %s to %s", final.rows, request.resource.name, self.sink.describe())
+        else:
+            log.info(
+                "Exported %s rows of %s in %s part(s) to %s",
+                final.rows,
+                request.resource.name,
+                len(final.parts),
+                self.sink.describe(),
+            )
         return manifest
 
     def checkpoint(self) -> ExportCheckpoint:
@@ -241,7 +245,13 @@ class ExportRun:
             :class:`ExportPaused` instead of failing with :class:`PrisjaktRateLimitError`.
         :raises ExportPaused: see ``pause_on_rate_limit``.
         """
-        self.begin()
+        try:
+            self.begin()
+        except BaseException:
+            # Staging the sink cannot adopt (gone, or the destination unreachable) would fail every
+            # retry that resumed from the same checkpoint; the next try starts over instead.
+            self._forget_checkpoint()
+            raise
         try:
             for batch in self.reader.batches(self.state.targets, self.state.cursor):
                 self.write_batch(batch)
@@ -261,14 +271,18 @@ class ExportRun:
         Forget the stored checkpoint, then remove what is staged: a failed run leaves nothing to
         resume, and its retry starts over as before. (A crash runs no code; its retry resumes.)
         """
-        if self.store is not None:
-            try:
-                self.store.clear()
-            except Exception:  # the error that led here stays the one raised
-                log.warning("Could not forget the stored checkpoint", exc_info=True)
+        self._forget_checkpoint()
         self.sink.abort()
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _forget_checkpoint(self) -> None:
+        """Forget the stored checkpoint, if any; best effort, so the error that led here stays the one raised."""
+        if self.store is not None:
+            try:
+                self.store.clear()
+            except Exception:
+                log.warning("Could not forget the stored checkpoint", exc_info=True)
 
     def _open_part(self, partition: str | None) -> None:
         """Open the next part of ``partition``: parts are numbered from 0 within each partition."""

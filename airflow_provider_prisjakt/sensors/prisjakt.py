@@ -33,7 +33,9 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
     """
     Wait until the Prisjakt client has at least ``min_remaining`` requests left in its window.
 
-    Each poke spends exactly one cheap request (``GET /clients/{client_id}``). A poke never runs
+    Each poke spends exactly one cheap request (``GET /clients/{client_id}``); with a shared budget
+    (the connection extra ``budget_backend``) it reads the window every task reports there instead,
+    and spends a request only when nobody has reported the current window yet. A poke never runs
     before the reported reset time, since it could not succeed and would only spend budget: after a
     poke that finds the budget spent, ``poke_interval`` stretches to the reset (within the timeout),
     in poke and in reschedule mode. With ``deferrable=True`` the wait happens in the triggerer and
@@ -74,15 +76,23 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
         """The Prisjakt hook of this task; it never waits inline, so a poke is one request."""
         return PrisjaktHook(prisjakt_conn_id=self.prisjakt_conn_id, max_inline_wait=0)
 
+    def _shared_status(self) -> RateLimitStatus | None:
+        """Return the current window as the connection's shared budget holds it; ``None`` without one."""
+        budget = self.hook.budget
+        if not budget.shared:
+            return None
+        status = budget.status
+        if status is None or status.remaining is None or status.reset_at is None:
+            return None
+        if status.reset_at <= datetime.now(UTC):
+            return None  # that window is over, and nobody has reported the next one yet
+        self.log.info("Read the shared budget of the client id; no request spent")
+        return status
+
     def _check(self) -> RateLimitStatus | None:
-        status: RateLimitStatus | None
-        try:
-            self.hook.get_client()
-        except PrisjaktRateLimitError as err:
-            # A 429 is an answer, not a failure: the budget is spent until the reset.
-            status = RateLimitStatus(limit=err.limit, remaining=0, reset_at=err.reset_at, observed_at=datetime.now(UTC))
-        else:
-            status = self.hook.rate_limit
+        status = self._shared_status()
+        if status is None:
+            status = self._ask_the_api()
         if status is not None and status.limit is not None and int(self.min_remaining) >= status.limit:
             # The checking request itself spends one, so at most limit - 1 can ever be left.
             raise PrisjaktConfigError(
@@ -91,8 +101,17 @@ class PrisjaktRateLimitSensor(BaseSensorOperator):
             )
         return status
 
+    def _ask_the_api(self) -> RateLimitStatus | None:
+        """Spend one cheap request to learn the budget (and tell the shared budget, if there is one)."""
+        try:
+            self.hook.get_client()
+        except PrisjaktRateLimitError as err:
+            # A 429 is an answer, not a failure: the budget is spent until the reset.
+            return RateLimitStatus(limit=err.limit, remaining=0, reset_at=err.reset_at, observed_at=datetime.now(UTC))
+        return self.hook.rate_limit
+
     def poke(self, context: Context) -> bool:
-        """Return True once the budget holds ``min_remaining`` requests; spends one request per poke."""
+        """Return True once the budget holds ``min_remaining`` requests; spends at most one request per poke."""
         if self._first_poke is None:
             self._first_poke = time.monotonic()
         now = datetime.now(UTC)

@@ -258,10 +258,12 @@ class PrisjaktExportOperator(BaseOperator):
         Besides rows, files and the request counters it says how many records the API sent outside
         the window (``rows_outside_window``, dropped) and how many had no readable time
         (``rows_without_time``, kept), and how many click requests were not sent because the
-        destination already holds those clicks (``requests_saved``).
+        destination already holds those clicks (``requests_saved``). The sink adds its own figures
+        last (:meth:`Sink.summary_fields <airflow_provider_prisjakt.export.sinks.Sink.summary_fields>`):
+        a table, for example, reports no files and the rows inserted, updated and deleted.
         """
         counters = manifest.get("counters", {})
-        return {
+        summary = {
             "resource": manifest["resource"],
             "window": manifest["window"],
             "rows": manifest["rows"],
@@ -277,6 +279,7 @@ class PrisjaktExportOperator(BaseOperator):
             "rows_without_time": int(counters.get("rows_without_time", 0)),
             "requests_saved": int(counters.get("requests_saved", 0)),
         }
+        return {**summary, **sink.summary_fields()}
 
     # -- lineage -----------------------------------------------------------------------------------
 

@@ -27,14 +27,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_prisjakt.api.resources import EVENTS
+from airflow_provider_prisjakt.exceptions import PrisjaktError, PrisjaktServerError
 from airflow_provider_prisjakt.export import checkpoint as checkpoint_module
 from airflow_provider_prisjakt.export.checkpoint import STATE_KEY, CheckpointStore, ExportPaused, parts_key
 from airflow_provider_prisjakt.export.run import CHECKPOINT_EVERY_PAGES, ExportRequest, ExportRun
 from airflow_provider_prisjakt.export.sinks.layout import STAGING_DIR
+from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 from airflow_provider_prisjakt.testing import PrisjaktSandbox
+from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
 from tests.conftest import REPO_ROOT, register_secret
+from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
 from tests.dags.prisjakt_test_task_retries import DAG_ID, TASK_ID
 
+from .airflow_cluster import psycopg_connect
 from .conftest import PERIOD_END, PERIOD_START, connect, rate_limited_config
 from .task_state import FileStateStore
 from .test_export_local import EXTRACTED_AT, folder_state, make_sink, pixel_folder, published_records
@@ -143,9 +148,6 @@ def test_every_stored_checkpoint_covers_only_rows_already_staged_and_success_for
 def test_a_failed_export_forgets_its_checkpoint_and_removes_what_it_staged(
     sandbox: PrisjaktSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_prisjakt.exceptions import PrisjaktServerError
-    from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
-
     pixel = sandbox.pixel_ids(4242)[0]
     root = tmp_path / "out"
     state = FileStateStore(tmp_path / "state.json")
@@ -324,8 +326,6 @@ def window_arguments(pixel: str) -> dict[str, Any]:
 def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_most_two_pages_again(
     sandbox: PrisjaktSandbox, tmp_path: Path
 ) -> None:
-    from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator
-
     pixel = sandbox.pixel_ids(4242)[0]
     arguments = {**window_arguments(pixel), "max_rows_per_file": ROWS_PER_PART}
     LocalFolderExportOperator(task_id="reference", root=str(tmp_path / "reference"), **arguments).execute({})
@@ -349,20 +349,24 @@ def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_mos
     assert not (pixel_folder(tmp_path / "out", pixel, "export") / STAGING_DIR).exists()
 
 
+def kill_sql_load(
+    sandbox: PrisjaktSandbox, db: Warehouse, tmp_path: Path
+) -> tuple[dict[str, Any], FileStateStore, int]:
+    """Kill a load of the pixel's window into a new table of ``db`` at :data:`KILL_AT_PAGE`: its arguments, store, pages requested."""
+    pixel = sandbox.pixel_ids(4242)[0]
+    arguments = {"conn_id": WAREHOUSE, "table": db.table_name(), **window_arguments(pixel)}
+    state = FileStateStore(tmp_path / "state.json")
+    return arguments, state, kill_worker_at_page(sandbox, SQL_OPERATOR, arguments, state, tmp_path / "worker.log")
+
+
 @pytest.mark.parametrize("warehouse", ["postgres", "sqlite"], indirect=True)
 def test_a_sql_load_killed_mid_page_is_retried_into_the_same_rows(
     sandbox: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
-
-    pixel = sandbox.pixel_ids(4242)[0]
-    table = warehouse.table_name()
-    arguments = {"conn_id": WAREHOUSE, "table": table, **window_arguments(pixel)}
-    state = FileStateStore(tmp_path / "state.json")
-
-    requested = kill_worker_at_page(sandbox, SQL_OPERATOR, arguments, state, tmp_path / "worker.log")
+    arguments, state, requested = kill_sql_load(sandbox, warehouse, tmp_path)
+    table = arguments["table"]
     if warehouse.dialect == "sqlite":
         # SQLite's staging commits every batch, so it may hold rows after the last checkpoint: no
         # checkpoint is kept, and the retry starts over.
@@ -376,10 +380,31 @@ def test_a_sql_load_killed_mid_page_is_retried_into_the_same_rows(
     assert refetched(sandbox) == requested - covered
     assert len(pages_fetched(sandbox)) == PAGES
     loaded = sorted(row[0] for row in warehouse.query(f"SELECT event_id FROM {warehouse.quote(table)}"))
-    assert loaded == sorted(event["id"] for event in sandbox.expected_events(pixel, *WINDOW))
+    assert loaded == sorted(event["id"] for event in sandbox.expected_events(arguments["pixel_id"], *WINDOW))
     assert summary["rows"] == PAGES * PAGE_SIZE
     assert warehouse.staging_tables(table) == set()
     assert state.values() == {}
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_retry_that_cannot_adopt_the_staging_forgets_the_checkpoint_and_the_next_starts_over(
+    sandbox: PrisjaktSandbox,
+    warehouse: Warehouse,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    arguments, state, _ = kill_sql_load(sandbox, warehouse, tmp_path)
+    stored_pages(state)
+    for staging in warehouse.staging_tables(arguments["table"]):  # e.g. dropped by a cleanup between the tries
+        warehouse.execute(f"DROP TABLE {warehouse.quote(staging)}")
+
+    with pytest.raises(PrisjaktError, match="staging table .* is gone"):
+        PrisjaktToSqlOperator(task_id="export_events", **arguments).execute({"task_state_store": state})
+    assert state.values() == {}
+
+    sandbox.clear_requests()
+    summary = PrisjaktToSqlOperator(task_id="export_events", **arguments).execute({"task_state_store": state})
+    assert summary["rows"] == PAGES * PAGE_SIZE
+    assert len(pages_fetched(sandbox)) == PAGES and refetched(sandbox) == 0  # started over, from page 1
 
 
 # -- a real scheduler retries a killed task (Airflow 3.3+) -----------------------------------------------
@@ -390,8 +415,6 @@ PREFIX = "prisjakt/events"
 
 def metadata_database(cluster: AirflowCluster) -> Any:
     """A connection to the cluster's metadata database, for what the test reads of task instances."""
-    from .airflow_cluster import psycopg_connect
-
     return psycopg_connect(cluster.db_url.replace("postgresql+psycopg2://", "postgresql://"))
 
 

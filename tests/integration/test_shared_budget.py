@@ -1,19 +1,24 @@
 """
-Eight export tasks sharing one client id, as eight slots of one Airflow pool.
+Tasks on separate worker processes sharing one client id: none of them meets a 429.
 
-The sandbox gives the client 20 requests per 3-second window, far too few for eight tasks at once.
-Each task is an operator's ``execute`` in its own thread (its own hook, its own connection pool),
-which is what eight pool slots on workers amount to. Each hook sees the shared ``Remaining`` count
-in the responses and paces itself, so every task finishes with exact data, and few requests meet a
-429: only those sent in a race for the last requests of a window.
+Each task runs in its own spawned process (:mod:`tests.integration.processes`), imports the
+provider first and waits at a barrier with the others, so they start sending together, as tasks
+that a scheduler releases at once. The sandbox gives the client a small fixed window (10 s), far too
+few requests for all the tasks at once.
+
+- Without any shared store, four export tasks each infer the others from the drop in
+  ``X-RateLimit-Remaining``, pace so that all of them together fit the window, and stop early enough
+  for the requests the others may have under way: every export is exact and not one request meets
+  a 429.
+- With the ``budget_backend`` extra on a ``redis-server`` of the test's own, sixteen tasks claim
+  each request in one shared count: not one 429, and each window's budget used up while work remains.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,80 +27,111 @@ from typing import Any
 import pytest
 
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
-from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
+from tests.conftest import register_secret
 
-from .conftest import connect
+from .budget_workers import RedisServer, redis_server_or_skip, window_usage
+from .processes import Job, WorkerPool
 from .test_faults import fingerprint
 
 pytestmark = pytest.mark.integration
 
-TASKS = 8
-BUDGET = 20
-WINDOW_SECONDS = 3.0
-PAGES_PER_TASK = 5
+WINDOW_SECONDS = 10.0
 START = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 11, 1, tzinfo=UTC)
-# The bound on 429s: in each window, at most one request per task can be in flight when the
-# budget runs out (each task sees Remaining drop and waits for the reset before its next request).
-WINDOWS_NEEDED = -(-TASKS * PAGES_PER_TASK // BUDGET)
-MAX_429 = TASKS * WINDOWS_NEEDED
+SHOP = 4242
+OPERATOR = "airflow_provider_prisjakt.transfers.prisjakt_to_sql:PrisjaktToSqlOperator"
+READ_PIXEL = "tests.integration.budget_workers:ReadPixel"
 
 
-def allow_execute_in_this_thread() -> None:
-    """
-    Let ``execute`` run in a worker thread on Airflow 2.
-
-    Each thread stands for a worker process. Airflow 2's guard against calling ``execute`` outside
-    a task runner keeps its state in a thread-local that only the main thread has set up.
-    """
-    with contextlib.suppress(ImportError, AttributeError):
-        from airflow.models.baseoperator import ExecutorSafeguard
-
-        if not hasattr(ExecutorSafeguard._sentinel, "callers"):
-            ExecutorSafeguard._sentinel.callers = {}
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = redis_server_or_skip()
+    yield server
+    server.stop()
 
 
-def test_eight_tasks_sharing_one_client_id_all_finish_with_few_429s(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    config = SandboxConfig(
-        shops={4242: TASKS},
-        events_per_pixel=PAGES_PER_TASK * 100 - 10,  # five pages of 100 per pixel
-        page_size=100,
-        rate_limit=BUDGET,
-        rate_window=WINDOW_SECONDS,
-    )
-    with PrisjaktSandbox(config) as sandbox:
-        # max_inline_wait: a 3-second reset is always waited for inline, as a pool slot would.
-        connect(monkeypatch, sandbox, max_inline_wait=30)
-        pixels = sandbox.pixel_ids(4242)
-        for task in range(TASKS):
-            connection = {"conn_type": "sqlite", "host": str(tmp_path / f"task-{task}.db")}
-            monkeypatch.setenv(f"AIRFLOW_CONN_WAREHOUSE_{task}", json.dumps(connection))
+def start_sandbox(tasks: int, *, pages: int, page_size: int, budget: int) -> PrisjaktSandbox:
+    sandbox = PrisjaktSandbox(
+        SandboxConfig(
+            shops={SHOP: tasks},
+            events_per_pixel=pages * page_size - page_size // 2,  # the last page half full
+            page_size=page_size,
+            period_start=START,
+            period_end=END,
+            rate_limit=budget,
+            rate_window=WINDOW_SECONDS,
+        )
+    ).start()
+    register_secret(sandbox.client_secret)
+    return sandbox
 
-        def run(task: int) -> dict[str, Any]:
-            operator = PrisjaktToSqlOperator(
-                task_id=f"export_{task}",
-                conn_id=f"warehouse_{task}",
-                table="events",
-                pixel_id=pixels[task],
-                start=START.isoformat(),
-                end=END.isoformat(),
-            )
-            allow_execute_in_this_thread()
-            return operator.execute({})
 
-        with ThreadPoolExecutor(max_workers=TASKS) as pool:
-            summaries = list(pool.map(run, range(TASKS)))  # re-raises the first task failure
+def test_four_export_tasks_in_separate_processes_share_a_client_id_without_a_single_429(tmp_path: Path) -> None:
+    tasks, pages, budget = 4, 15, 30  # 60 requests: two windows and a bit
+    sandbox = start_sandbox(tasks, pages=pages, page_size=20, budget=budget)
+    pool = WorkerPool(tasks, modules=(OPERATOR.partition(":")[0],))
+    try:
+        # max_inline_wait: a 10-second reset is waited for on the worker, as a pool slot would.
+        env = {"AIRFLOW_CONN_PRISJAKT_DEFAULT": sandbox.connection_json(max_inline_wait=30)}
+        pixels = sandbox.pixel_ids(SHOP)
+        jobs = []
+        for task, pixel in enumerate(pixels):
+            warehouse = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / f"task-{task}.db")})
+            arguments = {
+                "task_id": f"export_{task}",
+                "conn_id": f"warehouse_{task}",
+                "table": "events",
+                "pixel_id": pixel,
+                "start": START.isoformat(),
+                "end": END.isoformat(),
+            }
+            jobs.append(Job(OPERATOR, arguments, {**env, f"AIRFLOW_CONN_WAREHOUSE_{task}": warehouse}))
+        summaries = pool.run_together(jobs)
+        recorded = sandbox.requests
+        expected = {pixel: fingerprint(sandbox.expected_events(pixel, START, END)) for pixel in pixels}
+    finally:
+        pool.close()
+        sandbox.stop()
 
-        too_many = [r for r in sandbox.requests if r.status == 429]
-        assert len(too_many) <= MAX_429, f"{len(too_many)} requests met a 429 (bound {MAX_429})"
-        assert sum(s["rate_limited"] for s in summaries) == len(too_many)
-        assert sum(s["requests"] for s in summaries) == len(sandbox.requests) >= TASKS * PAGES_PER_TASK
-        for task, summary in enumerate(summaries):
-            with sqlite3.connect(tmp_path / f"task-{task}.db") as conn:
-                rows = conn.execute("SELECT event_id, amount, currency FROM events").fetchall()
-            loaded = sorted((event_id, Decimal(str(amount)), currency) for event_id, amount, currency in rows)
-            assert loaded == fingerprint(sandbox.expected_events(pixels[task], START, END))
-            assert summary["rows"] == len(loaded) == PAGES_PER_TASK * 100 - 10
-        print(f"{len(sandbox.requests)} requests, {len(too_many)} answered 429 (bound {MAX_429})")
+    windows = window_usage(recorded, WINDOW_SECONDS)
+    print(f"{len(recorded)} requests; per window {[w.allowed for w in windows]} of {budget}")
+    assert [w.refused for w in windows] == [0] * len(windows)
+    assert sum(s["rate_limited"] for s in summaries) == 0
+    assert sum(s["requests"] for s in summaries) == len(recorded) >= tasks * pages
+    for task, (pixel, summary) in enumerate(zip(pixels, summaries, strict=True)):
+        with sqlite3.connect(tmp_path / f"task-{task}.db") as conn:
+            rows = conn.execute("SELECT event_id, amount, currency FROM events").fetchall()
+        loaded = sorted((event_id, Decimal(str(amount)), currency) for event_id, amount, currency in rows)
+        assert loaded == expected[pixel]
+        assert summary["rows"] == len(loaded) == pages * 20 - 10
+
+
+def test_sixteen_tasks_counting_in_redis_meet_no_429_and_use_each_window_up(redis_server: RedisServer) -> None:
+    tasks, pages, page_size, budget = 16, 4, 10, 40  # 64 requests: a full window and most of another
+    sandbox = start_sandbox(tasks, pages=pages, page_size=page_size, budget=budget)
+    pool = WorkerPool(tasks, modules=("tests.integration.budget_workers",))
+    try:
+        connection = sandbox.connection_json(max_inline_wait=30, budget_backend=redis_server.url)
+        env = {"AIRFLOW_CONN_PRISJAKT_SHARED": connection}
+        arguments: dict[str, Any] = {
+            "start": START.isoformat(),
+            "end": END.isoformat(),
+            "prisjakt_conn_id": "prisjakt_shared",
+        }
+        jobs = [
+            Job(READ_PIXEL, {"task_id": f"read_{task}", "pixel_id": pixel, **arguments}, env)
+            for task, pixel in enumerate(sandbox.pixel_ids(SHOP))
+        ]
+        results = pool.run_together(jobs)
+        recorded = sandbox.requests
+    finally:
+        pool.close()
+        sandbox.stop()
+
+    windows = window_usage(recorded, WINDOW_SECONDS)
+    print(f"{len(recorded)} requests; per window {[w.allowed for w in windows]} of {budget}")
+    assert [w.refused for w in windows] == [0] * len(windows)
+    assert len(recorded) == tasks * pages
+    assert all(r["rows"] == pages * page_size - page_size // 2 and r["rate_limited"] == 0 for r in results)
+    # Every window but the last (where the work ran out) is used up: the count is exact.
+    assert all(w.allowed >= 0.9 * budget for w in windows[:-1]), windows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,9 +15,12 @@ from airflow_provider_prisjakt.api.ratelimit import (
     RateLimitStatus,
 )
 from airflow_provider_prisjakt.client.budget import MAX_RATE_LIMIT_WAITS, InProcessBackend, RequestBudget
+from airflow_provider_prisjakt.client.budget_redis import RedisBudgetBackend
 from airflow_provider_prisjakt.client.retry import Call, Received
-from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktRateLimitError
 from airflow_provider_prisjakt.hooks.connection import settings_from_connection
+
+from .budget_simulation import InMemoryCountingBackend
 
 NOW = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
 
@@ -340,14 +344,114 @@ def test_from_settings_takes_the_connection_s_pacing_extras(caplog: pytest.LogCa
     assert not caplog.records
 
 
-def test_a_budget_backend_that_is_not_built_yet_is_said_without_its_url(caplog: pytest.LogCaptureFixture) -> None:
-    backend_url = "redis://:backend-password@redis.example:6379/0"
+def test_a_budget_backend_url_opens_a_shared_store_without_saying_or_dialling_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend_url = "redis://:backend-password@127.0.0.1:1/0"  # nothing listens there: nothing may dial it yet
     settings = settings_from_connection(
         host=None, schema=None, port=None, login="id", password="pw", extra={"budget_backend": backend_url}
     )
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG):
+        built = RequestBudget.from_settings(settings)
+
+    assert isinstance(built.backend, RedisBudgetBackend) and built.shared
+    assert "backend-password" not in caplog.text + repr(built.backend)
+
+
+def test_a_budget_backend_without_the_redis_extra_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "limits.storage", None)  # what an environment without ``limits`` imports
+    settings = settings_from_connection(
+        host=None, schema=None, port=None, login="id", password="pw", extra={"budget_backend": "redis://:pw@h:6379"}
+    )
+
+    with pytest.raises(PrisjaktConfigError, match=r"airflow-provider-prisjakt\[redis\]") as raised:
         RequestBudget.from_settings(settings)
 
-    assert "budget_backend is not supported yet" in caplog.text
-    assert "backend-password" not in caplog.text
+    assert "pw@h" not in str(raised.value)
+
+
+# -- other tasks on the same client id --------------------------------------------------------------
+
+
+def spend_beside(budget: RequestBudget, others: int, *, remaining: int = 100, down_to: int) -> None:
+    """Send requests through ``budget`` while ``others`` other tasks send one each per own request."""
+    budget.observe(headers(remaining=remaining, reset_ms=10_000))
+    while remaining > down_to:
+        assert budget.before_request().action is Action.GO
+        remaining -= 1 + others
+        budget.observe(headers(remaining=remaining, reset_ms=10_000))
+
+
+def test_a_task_beside_three_others_stops_early_enough_for_their_requests_in_flight(clock: Clock) -> None:
+    crowded, alone = budget(clock, max_inline_wait=30), budget(clock, max_inline_wait=30)
+    spend_beside(crowded, others=3, down_to=4)
+    spend_beside(alone, others=0, down_to=4)
+
+    assert crowded.spend.spenders == pytest.approx(4.0, abs=0.35)
+    assert crowded.before_request().action is Action.WAIT  # three requests of the others may be under way
+    assert alone.before_request().action is Action.GO
+
+
+def test_a_task_beside_others_paces_for_all_of_them(clock: Clock) -> None:
+    crowded, alone = budget(clock, max_inline_wait=30), budget(clock, max_inline_wait=30)
+    spend_beside(crowded, others=1, down_to=8)
+    spend_beside(alone, others=0, down_to=8)
+
+    paced, alone_paced = crowded.before_request(), alone.before_request()
+
+    assert crowded.spend.spenders == pytest.approx(2.0)
+    assert paced.delay == pytest.approx(2 * 10 / (8 - 2 + 1))  # two tasks share 6 usable requests
+    assert alone_paced.delay == pytest.approx(10 / (8 + 1))
+
+
+def test_the_user_s_reserve_is_kept_besides_the_one_for_requests_in_flight(clock: Clock) -> None:
+    crowded = budget(clock, reserve=5, max_inline_wait=30)
+    spend_beside(crowded, others=3, down_to=9)
+
+    assert crowded.before_request().action is Action.WAIT  # 9 left: 5 reserved, 4 for the others in flight
+
+
+# -- a shared store that counts every task's requests -----------------------------------------------
+
+
+def test_tasks_on_a_counting_store_claim_each_request_and_wait_together_when_the_window_is_claimed(
+    clock: Clock,
+) -> None:
+    shared = InMemoryCountingBackend()
+    first, second = budget(clock, backend=shared), budget(clock, backend=shared)
+    first.observe(headers(limit=3, remaining=2, reset_ms=10_000))
+
+    assert [b.before_request().action for b in (first, second)] == [Action.GO, Action.GO]
+    waited = first.before_request()
+
+    assert shared.claimed[0] == 3
+    assert (waited.action, waited.delay) == (Action.WAIT, pytest.approx(10.25))
+    assert shared.claimed[shared.window.next_tag if shared.window else -1] == 1  # counted in the next window
+
+
+def test_a_counting_store_keeps_nothing_back_for_requests_in_flight(clock: Clock) -> None:
+    shared = InMemoryCountingBackend()
+    task = budget(clock, backend=shared, max_inline_wait=30)
+    spend_beside(task, others=3, down_to=4)  # the others' requests show in the server's word
+
+    assert task.spend.spenders > 3
+    assert task.before_request().action is Action.GO  # their requests are claimed: none can be in flight unseen
+
+
+def test_an_unreachable_store_is_said_once_and_the_task_paces_on_its_own_responses(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = InMemoryCountingBackend()
+    task = budget(clock, backend=shared, max_inline_wait=30)
+    task.observe(headers(remaining=0, reset_ms=5_000))
+    shared.down = True
+
+    with caplog.at_level(logging.INFO):
+        decisions = [task.before_request() for _ in range(3)]
+        shared.down = False
+        task.before_request()
+
+    assert [d.action for d in decisions] == [Action.WAIT, Action.GO, Action.GO]  # its own view: spent, then forgotten
+    assert caplog.text.count("did not answer (ConnectionError)") == 1
+    assert "answers again" in caplog.text

@@ -259,6 +259,19 @@ def test_reserve_counts_towards_pacing() -> None:
     assert decide_before_request(status, NOW, reserve=1_901).delay == pytest.approx(1000 / 100)
 
 
+def test_several_spenders_each_wait_their_share_of_the_time_to_the_reset() -> None:
+    status = _status(limit=10_000, remaining=99, reset_in=1000)
+    alone = decide_before_request(status, NOW).delay
+    assert decide_before_request(status, NOW, spenders=4).delay == pytest.approx(4 * alone) == pytest.approx(40.0)
+    assert decide_before_request(status, NOW, spenders=0.5).delay == pytest.approx(alone)  # never under one
+
+
+def test_a_spenders_share_past_the_reset_goes_right_after_it() -> None:
+    status = _status(limit=10_000, remaining=3, reset_in=100)
+    decision = decide_before_request(status, NOW, spenders=16)
+    assert (decision.action, decision.delay) == (Action.GO, pytest.approx(100 + RESET_MARGIN_SECONDS))
+
+
 def test_go_when_the_reset_already_passed() -> None:
     decision = decide_before_request(_status(remaining=0, reset_in=-1), NOW)
     assert (decision.action, decision.delay) == (Action.GO, 0.0)

@@ -22,7 +22,9 @@ from airflow_provider_prisjakt.export.sinks.sql.dialects import (
 from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
     STRATEGIES,
     Load,
+    LoadCounts,
     ReplaceWindow,
+    Tally,
     WriteDisposition,
     parse_write_disposition,
     strategy_for,
@@ -158,35 +160,38 @@ def test_write_dispositions_are_read_from_strings_once_and_unknown_ones_refused(
 
 
 def test_replace_window_deletes_the_window_of_the_exported_pixels_by_the_resource_columns() -> None:
-    (delete, parameters), insert = strategy_for(WriteDisposition.REPLACE_WINDOW).statements(load())
+    delete, held, insert = strategy_for(WriteDisposition.REPLACE_WINDOW).statements(load())
 
-    assert delete == 'DELETE FROM "t" WHERE "event_time" >= %s AND "event_time" < %s AND "pixel_id" IN (%s, %s)'
-    assert parameters == (START, END, "p1", "p2")
-    assert insert[0].startswith('INSERT INTO "t"') and "ON CONFLICT" in insert[0]
+    assert delete.sql == 'DELETE FROM "t" WHERE "event_time" >= %s AND "event_time" < %s AND "pixel_id" IN (%s, %s)'
+    assert delete.parameters == (START, END, "p1", "p2")
+    assert insert.sql.startswith('INSERT INTO "t"') and "ON CONFLICT" in insert.sql
+    # What each result tells: the rows deleted, then the staged keys held outside the window (updates).
+    assert [delete.tally, held.tally, insert.tally] == [Tally.DELETED, Tally.HELD_KEYS, Tally.NOTHING]
 
 
 def test_replace_window_widens_a_date_window_to_every_day_it_touches() -> None:
     partial = (datetime(2026, 10, 5, 6, tzinfo=UTC), datetime(2026, 10, 7, 1, tzinfo=UTC))
-    (delete, parameters), _ = ReplaceWindow().statements(load(PURCHASE_SUMMARY, SqliteDialect(), window=partial))
+    delete, *_ = ReplaceWindow().statements(load(PURCHASE_SUMMARY, SqliteDialect(), window=partial))
 
-    assert '"day" >= ? AND "day" < ? AND "pixel_id" IN (?, ?)' in delete
-    assert parameters == ("2026-10-05", "2026-10-08", "p1", "p2")
+    assert '"day" >= ? AND "day" < ? AND "pixel_id" IN (?, ?)' in delete.sql
+    assert delete.parameters == ("2026-10-05", "2026-10-08", "p1", "p2")
     assert ReplaceWindow.bounds(load(PURCHASE_SUMMARY)) == (date(2026, 10, 5), date(2026, 10, 12))
 
 
 def test_replace_window_of_a_resource_without_scope_deletes_the_whole_window() -> None:
     unscoped = dataclasses.replace(EVENTS, scope_column=None)
 
-    (delete, parameters), _ = ReplaceWindow().statements(load(unscoped))
+    delete, *_ = ReplaceWindow().statements(load(unscoped))
 
-    assert "IN (" not in delete
-    assert parameters == (START, END)
+    assert "IN (" not in delete.sql
+    assert delete.parameters == (START, END)
 
 
 def test_replace_window_with_no_targets_deletes_nothing() -> None:
     statements = ReplaceWindow().statements(load(targets=()))
 
-    assert [sql.split()[0] for sql, _ in statements] == ["INSERT"]
+    writes = [statement.sql.split()[0] for statement in statements if statement.tally is not Tally.HELD_KEYS]
+    assert writes == ["INSERT"]
 
 
 def test_replace_window_refuses_resources_without_a_window() -> None:
@@ -195,20 +200,55 @@ def test_replace_window_refuses_resources_without_a_window() -> None:
 
 
 def test_merge_upserts_and_needs_the_key_of_the_resource() -> None:
-    ((insert, _),) = strategy_for(WriteDisposition.MERGE).statements(load(dialect=MySqlDialect()))
+    held, insert = strategy_for(WriteDisposition.MERGE).statements(load(dialect=MySqlDialect()))
 
-    assert "ON DUPLICATE KEY UPDATE" in insert
+    assert "ON DUPLICATE KEY UPDATE" in insert.sql
+    assert held.tally is Tally.HELD_KEYS
     with pytest.raises(PrisjaktConfigError, match=r"primary key or unique index on \(pixel_id, day, currency\) in t"):
         strategy_for(WriteDisposition.MERGE).check_target(PURCHASE_SUMMARY, "t", has_key=False)
 
 
 def test_append_inserts_without_upsert_and_explains_a_keyed_failure() -> None:
     append = strategy_for(WriteDisposition.APPEND)
-    ((insert, _),) = append.statements(load())
+    (insert,) = append.statements(load())
 
-    assert "ON CONFLICT" not in insert
+    assert "ON CONFLICT" not in insert.sql
+    assert insert.tally is Tally.INSERTED
     assert "write_disposition='merge'" in append.failure_hint(has_key=True)
     assert append.failure_hint(has_key=False) == ""
+
+
+@pytest.mark.parametrize(
+    ("results", "counts"),
+    [
+        pytest.param([(Tally.HELD_KEYS, -1, (10, 4)), (Tally.NOTHING, 14, None)], (6, 4, 0), id="merge"),
+        pytest.param(
+            [(Tally.DELETED, 7, None), (Tally.HELD_KEYS, -1, (10, 1)), (Tally.NOTHING, 10, None)],
+            (9, 1, 7),
+            id="replace_window with a key",
+        ),
+        pytest.param([(Tally.DELETED, 7, None), (Tally.INSERTED, 10, None)], (10, 0, 7), id="replace_window"),
+        pytest.param([(Tally.INSERTED, 10, None)], (10, 0, 0), id="append"),
+        pytest.param([(Tally.INSERTED, -1, None), (Tally.HELD_KEYS, -1, (0, None))], (0, 0, 0), id="nothing known"),
+    ],
+)
+def test_a_load_counts_inserts_updates_and_deletes_from_its_statements_results(
+    results: list[tuple[Tally, int, tuple[Any, ...] | None]], counts: tuple[int, int, int]
+) -> None:
+    tally = LoadCounts()
+    for kind, rowcount, row in results:
+        tally.record(kind, rowcount, row)
+
+    assert (tally.inserted, tally.updated, tally.deleted) == counts
+    assert tally.to_summary() == dict(zip(("rows_inserted", "rows_updated", "rows_deleted"), counts, strict=True))
+
+
+def test_the_held_keys_count_reads_each_distinct_staged_key_once_against_the_target() -> None:
+    held = load(PURCHASE_SUMMARY).held_keys()
+
+    assert 'FROM (SELECT DISTINCT "pixel_id", "day", "currency" FROM "s")' in held.sql
+    assert '"_pj_held"."currency" = "_pj_keys"."currency"' in held.sql
+    assert held.parameters == ()
 
 
 # -- staging tables -------------------------------------------------------------------------------

@@ -108,3 +108,11 @@ class Sink(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Return the destination as a URI, for logs, summaries and lineage."""
+
+    def summary_fields(self) -> dict[str, Any]:
+        """
+        Return what this destination adds to the operator's summary, after :meth:`commit`: figures
+        only it knows, or its own value of a shared one (a table reports ``files`` 0). The default
+        adds nothing.
+        """
+        return {}

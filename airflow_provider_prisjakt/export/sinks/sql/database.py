@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from airflow_provider_prisjakt.export.sinks.sql.dialects import SqlDialect
 
 
+def one_line(err: Exception) -> str:
+    """Return a driver's error message on one line (drivers put newlines in them)."""
+    return " ".join(str(err).split())
+
+
 @dataclass(frozen=True)
 class SqlDatabase:
     """
@@ -49,10 +54,15 @@ class SqlDatabase:
             )
         return cls(connection, hook, dialect_for(connection.conn_type, getattr(hook, "dialect_name", None)))
 
-    def connect(self) -> Any:
-        """Open a DB-API connection with explicit transactions (see :meth:`SqlDialect.prepare`)."""
+    def connect(self, *, autocommit: bool = False) -> Any:
+        """
+        Open a DB-API connection with explicit transactions (see :meth:`SqlDialect.prepare`).
+
+        :param autocommit: have each statement commit itself instead, so that reads between
+            writes hold no transaction, snapshot or lock.
+        """
         conn = self.hook.get_conn()
-        self.dialect.prepare(self.hook, conn)
+        self.dialect.prepare(self.hook, conn, autocommit=autocommit)
         return conn
 
     def drop_tables(self, schema: str | None, names: Sequence[str]) -> None:

@@ -120,9 +120,9 @@ class SqlDialect:
         """Return the table as a URI (never with credentials), for logs, summaries and lineage."""
         raise NotImplementedError
 
-    def prepare(self, hook: DbApiHook, conn: Any) -> None:
-        """Switch a new connection to explicit transactions."""
-        hook.set_autocommit(conn, False)
+    def prepare(self, hook: DbApiHook, conn: Any, *, autocommit: bool = False) -> None:
+        """Switch a new connection to explicit transactions, or to ``autocommit`` (each statement its own)."""
+        hook.set_autocommit(conn, autocommit)
 
     def start_transaction(self, cursor: Any) -> None:
         """Open a transaction explicitly where the driver does not open one by itself."""
@@ -321,8 +321,8 @@ class SqliteDialect(SqlDialect):
         path = os.path.abspath(conn.host) if conn.host else ""
         return f"sqlite://{path}/{schema or 'main'}.{table}"
 
-    def prepare(self, hook: DbApiHook, conn: Any) -> None:
-        """Leave transactions to explicit ``BEGIN``/``COMMIT``; wait for other writers rather than fail."""
+    def prepare(self, hook: DbApiHook, conn: Any, *, autocommit: bool = False) -> None:
+        """Leave transactions to explicit ``BEGIN`` (else autocommit); wait for other writers rather than fail."""
         conn.isolation_level = None
         conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_SECONDS * 1000}")
 

@@ -2,7 +2,8 @@
 How a window's staged rows reach the target table: one strategy per :class:`WriteDisposition`.
 
 Each strategy checks what it needs (a window, a key) and returns the statements that move staging
-into the target; the sink runs them in one transaction. Pure: statements are text and parameters.
+into the target; the sink runs them in one transaction, and each statement says what its result
+adds to the load's :class:`LoadCounts`. Pure: statements are text and parameters.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.export.sinks.sql.dialects import SqlDialect
-
-#: A statement and its parameters.
-Statement = tuple[str, Sequence[Any]]
 
 ROW_NUMBER_COLUMN = "_pj_rn"
 
@@ -47,6 +45,69 @@ def parse_write_disposition(value: Any) -> WriteDisposition:
         raise PrisjaktConfigError(f"write_disposition must be one of {allowed}, got {value!r}") from None
 
 
+class Tally(StrEnum):
+    """What running a statement tells about the load (see :meth:`LoadCounts.record`)."""
+
+    NOTHING = "nothing"
+    #: Its row count is the rows the window delete removed.
+    DELETED = "deleted"
+    #: Its row count is the rows a plain insert added.
+    INSERTED = "inserted"
+    #: Its one row is (the distinct staged keys, how many of them the target holds): an upsert's split.
+    HELD_KEYS = "held_keys"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """
+    One statement of a load.
+
+    :param sql: the statement.
+    :param parameters: its parameters.
+    :param tally: what its result adds to the load's counts.
+    """
+
+    sql: str
+    parameters: Sequence[Any] = ()
+    tally: Tally = Tally.NOTHING
+
+
+@dataclass
+class LoadCounts:
+    """
+    What a load did to the target's rows.
+
+    :param inserted: rows whose key the target did not hold (every row of a plain insert).
+    :param updated: rows whose key the target held when the insert ran, overwritten by an upsert.
+    :param deleted: rows the window delete removed (``replace_window``), rows loaded again included.
+    """
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def record(self, tally: Tally, rowcount: int, row: Sequence[Any] | None) -> None:
+        """
+        Add what one statement's result says.
+
+        :param tally: what the statement counts.
+        :param rowcount: the cursor's row count after it.
+        :param row: its first result row, for :attr:`Tally.HELD_KEYS`.
+        """
+        if tally is Tally.DELETED:
+            self.deleted += max(rowcount, 0)
+        elif tally is Tally.INSERTED:
+            self.inserted += max(rowcount, 0)
+        elif tally is Tally.HELD_KEYS:
+            staged, held = (int(value or 0) for value in row or (0, 0))
+            self.inserted += staged - held
+            self.updated += held
+
+    def to_summary(self) -> dict[str, int]:
+        """Return the counts as the operator's summary names them."""
+        return {"rows_inserted": self.inserted, "rows_updated": self.updated, "rows_deleted": self.deleted}
+
+
 @dataclass(frozen=True)
 class Load:
     """
@@ -69,8 +130,11 @@ class Load:
     window: tuple[datetime, datetime]
     targets: tuple[str, ...]
 
-    def insert(self, *, upsert: bool) -> Statement:
-        """Return ``INSERT INTO target SELECT … FROM staging``, one row per key, upserting if asked."""
+    def insert(self, *, upsert: bool) -> list[Statement]:
+        """
+        Return ``INSERT INTO target SELECT … FROM staging``, one row per key, upserting if asked;
+        an upsert comes after :meth:`held_keys`, which counts its updates.
+        """
         q = self.dialect.quote
         columns = self.resource.column_names
         names = ", ".join(q(c) for c in columns)
@@ -82,10 +146,27 @@ class Load:
             f"{q('_pj_staged')} WHERE {q(ROW_NUMBER_COLUMN)} = 1"
         )
         statement = f"INSERT INTO {self.target} ({names}) {select}"
-        if upsert:
-            others = [c for c in columns if c not in self.resource.primary_key]
-            statement += self.dialect.upsert_clause(self.target, self.resource.primary_key, others)
-        return statement, ()
+        if not upsert:
+            return [Statement(statement, tally=Tally.INSERTED)]
+        others = [c for c in columns if c not in self.resource.primary_key]
+        statement += self.dialect.upsert_clause(self.target, self.resource.primary_key, others)
+        # Drivers count an upsert's rows differently (MySQL: 2 per update), so its split is counted first.
+        return [self.held_keys(), Statement(statement)]
+
+    def held_keys(self) -> Statement:
+        """
+        Return the count of the distinct staged keys and of those the target holds: one pass over
+        staging, one key lookup in the target per key.
+        """
+        q = self.dialect.quote
+        key = self.resource.primary_key
+        held = " AND ".join(f"{q('_pj_held')}.{q(c)} = {q('_pj_keys')}.{q(c)}" for c in key)
+        return Statement(
+            f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM {self.target} {q('_pj_held')} "
+            f"WHERE {held}) THEN 1 ELSE 0 END), 0) FROM (SELECT DISTINCT {', '.join(q(c) for c in key)} "
+            f"FROM {self.staging}) {q('_pj_keys')}",
+            tally=Tally.HELD_KEYS,
+        )
 
 
 class DispositionStrategy:
@@ -124,7 +205,7 @@ class Merge(DispositionStrategy):
 
     def statements(self, load: Load) -> list[Statement]:
         """One upsert from staging."""
-        return [load.insert(upsert=True)]
+        return load.insert(upsert=True)
 
 
 class ReplaceWindow(DispositionStrategy):
@@ -142,7 +223,7 @@ class ReplaceWindow(DispositionStrategy):
 
     def statements(self, load: Load) -> list[Statement]:
         """The window delete, then the insert (an upsert where a key exists, for rows of other windows)."""
-        return [*self.delete(load), load.insert(upsert=load.has_key)]
+        return [*self.delete(load), *load.insert(upsert=load.has_key)]
 
     def delete(self, load: Load) -> list[Statement]:
         """Return the ``DELETE`` of the window's rows of the exported targets (none without targets)."""
@@ -151,11 +232,12 @@ class ReplaceWindow(DispositionStrategy):
         low, high = self.bounds(load)
         sql = f"DELETE FROM {load.target} WHERE {window} >= {ph} AND {window} < {ph}"
         if resource.scope_column is None:
-            return [(sql, (low, high))]
+            return [Statement(sql, (low, high), Tally.DELETED)]
         if not load.targets:
             return []  # nothing was read, so nothing of the table is replaced
         marks = ", ".join([ph] * len(load.targets))
-        return [(f"{sql} AND {q(resource.scope_column)} IN ({marks})", (low, high, *load.targets))]
+        sql += f" AND {q(resource.scope_column)} IN ({marks})"
+        return [Statement(sql, (low, high, *load.targets), Tally.DELETED)]
 
     @staticmethod
     def bounds(load: Load) -> tuple[Any, Any]:
@@ -179,7 +261,7 @@ class Append(DispositionStrategy):
 
     def statements(self, load: Load) -> list[Statement]:
         """One plain insert from staging."""
-        return [load.insert(upsert=False)]
+        return load.insert(upsert=False)
 
     def failure_hint(self, *, has_key: bool) -> str:
         """A keyed table refuses repeated keys; merge is what updates them."""

@@ -3,8 +3,8 @@ A sink writing one window's rows into a SQL table through a staging table beside
 
 Rows are bulk-loaded into staging as pages arrive. The target is touched only at the end, in one
 transaction (what the write disposition runs: delete the window and/or insert or upsert from
-staging), so a run that fails half-way leaves the target exactly as it was, and a re-run of a
-window replaces what the last run wrote. The staging table belongs to one task instance (see
+staging, counting the rows inserted, updated and deleted), so a run that fails half-way leaves the
+target exactly as it was, and a re-run of a window replaces what the last run wrote. The staging table belongs to one task instance (see
 :mod:`~airflow_provider_prisjakt.export.sinks.sql.staging`), so exports of other pixels into the
 same table never touch it; creating and loading the target take a lock, one export at a time.
 """
@@ -12,7 +12,7 @@ same table never touch it; creating and loading the target take a lock, one expo
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,9 @@ from airflow_provider_prisjakt.api.windows import to_utc
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
 from airflow_provider_prisjakt.export.formats import typed_rows
 from airflow_provider_prisjakt.export.sinks import Sink
-from airflow_provider_prisjakt.export.sinks.sql.dispositions import Load, strategy_for
+from airflow_provider_prisjakt.export.sinks.sql.database import one_line
+from airflow_provider_prisjakt.export.sinks.sql.dispositions import Load, LoadCounts, Tally, strategy_for
+from airflow_provider_prisjakt.export.sinks.sql.held_keys import HeldKeys
 from airflow_provider_prisjakt.export.sinks.sql.staging import StagingLabel, leftovers
 
 if TYPE_CHECKING:
@@ -35,11 +37,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 5000
 
 
-def _one_line(err: Exception) -> str:
-    # Drivers put newlines in their messages; one log line reads better.
-    return " ".join(str(err).split())
-
-
 class SqlSink(Sink):
     """
     A sink writing one window's rows into a SQL table through a staging table of its own.
@@ -48,7 +45,8 @@ class SqlSink(Sink):
     :meth:`write_rows` bulk-loads rows into staging; :meth:`commit` moves them into the target in
     one transaction, drops staging and the leftovers of earlier runs of the same task for the same
     window; :meth:`abort` drops staging, leaving the target untouched. A table takes the whole run
-    as one part.
+    as one part. :meth:`known_keys` answers from the target itself (clicks are merged, so a table
+    holds each once), and :meth:`summary_fields` reports the rows inserted, updated and deleted.
 
     :param database: the database (its hook and dialect).
     :param table: the target table.
@@ -102,6 +100,9 @@ class SqlSink(Sink):
         self._conn: Any = None
         self._part_rows = 0
         self._has_key = False
+        self._held: HeldKeys | None = None
+        #: What the load did, once :meth:`commit` has run.
+        self.counts: LoadCounts | None = None
 
     @property
     def table_name(self) -> str:
@@ -203,6 +204,29 @@ class SqlSink(Sink):
             for statement in self.dialect.labelled(create, self.staging, label):
                 cursor.execute(statement)
 
+    def known_keys(self) -> Container[str]:
+        """
+        Return the keys the target holds, each looked up by the table's key when asked (see
+        :class:`~airflow_provider_prisjakt.export.sinks.sql.held_keys.HeldKeys`).
+
+        The whole table counts, this run's window too: rows are loaded by key, so a table holds each
+        click once, whichever window first brought it. A table without a primary key or unique index
+        on the resource's key (one ``append`` keeps as a log of runs) knows nothing, as each run
+        appends its rows again, and a lookup there would scan the table.
+        """
+        key = self.resource.primary_key
+        if not self._has_key or len(key) != 1:
+            return frozenset()
+        self._close_held()
+        self._held = HeldKeys(self.database, self.target, key[0], self.table_name)
+        return self._held
+
+    def _close_held(self) -> None:
+        # Lookups hold no transaction (autocommit), so a pause may leave the connection to the collector.
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
     # -- staging ---------------------------------------------------------------------------------
 
     def open_part(self, number: int) -> None:
@@ -241,7 +265,7 @@ class SqlSink(Sink):
     def _staging_failed(self, err: Exception) -> PrisjaktError:
         return PrisjaktError(
             f"Staging rows for {self.table_name} failed, so the table is unchanged ({type(err).__name__}: "
-            f"{_one_line(err)}); a retry of the task starts the load again"
+            f"{one_line(err)}); a retry of the task starts the load again"
         )
 
     def close_part(self) -> dict[str, Any]:
@@ -277,7 +301,9 @@ class SqlSink(Sink):
             export wrote; the transaction is rolled back, so the target is as it was.
         """
         self._close()
+        self._close_held()
         rows = manifest.get("rows", 0)
+        counts = LoadCounts()
         try:
             with self._locked() as cursor:
                 cursor.execute(f"SELECT COUNT(*) FROM {self.staging}")
@@ -288,8 +314,10 @@ class SqlSink(Sink):
                         f"so nothing was loaded and {self.table_name} is unchanged; a retry of the task exports "
                         "the window again"
                     )
-                for statement, parameters in self.strategy.statements(self.load_of(manifest)):
-                    cursor.execute(statement, parameters)
+                for statement in self.strategy.statements(self.load_of(manifest)):
+                    cursor.execute(statement.sql, statement.parameters)
+                    row = cursor.fetchone() if statement.tally is Tally.HELD_KEYS else None
+                    counts.record(statement.tally, cursor.rowcount, row)
                 if self.dialect.transactional_ddl:
                     cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
         except PrisjaktError:
@@ -297,10 +325,19 @@ class SqlSink(Sink):
         except Exception as err:
             raise PrisjaktError(
                 f"Loading {rows} rows into {self.table_name} ({self.write_disposition}) failed "
-                f"and was rolled back, so the table is unchanged: {_one_line(err)}"
+                f"and was rolled back, so the table is unchanged: {one_line(err)}"
                 f"{self.strategy.failure_hint(has_key=self._has_key)}"
             ) from err
-        log.info("Loaded %s rows into %s (%s)", rows, self.table_name, self.write_disposition)
+        self.counts = counts
+        log.info(
+            "Loaded %s rows into %s (%s): %s inserted, %s updated, %s deleted",
+            rows,
+            self.table_name,
+            self.write_disposition,
+            counts.inserted,
+            counts.updated,
+            counts.deleted,
+        )
         if not self.dialect.transactional_ddl:
             # MySQL commits implicitly on DDL, so staging goes only once the load is committed.
             self._drop([self.staging_table])
@@ -326,6 +363,7 @@ class SqlSink(Sink):
 
     def abort(self) -> None:
         """Drop the staging table; best effort, so the error that led here stays the one raised."""
+        self._close_held()
         try:
             self._close()
         except Exception:
@@ -335,3 +373,17 @@ class SqlSink(Sink):
     def describe(self) -> str:
         """Return the table as a URI, without credentials."""
         return self.uri
+
+    def summary_fields(self) -> dict[str, Any]:
+        """
+        Return what a table adds to the summary: no files, the table and write disposition, and
+        ``rows_inserted``, ``rows_updated`` and ``rows_deleted`` (see
+        :class:`~airflow_provider_prisjakt.export.sinks.sql.dispositions.LoadCounts`).
+        """
+        counts = self.counts or LoadCounts()
+        return {
+            "files": 0,
+            "table": self.table_name,
+            "write_disposition": str(self.write_disposition),
+            **counts.to_summary(),
+        }
