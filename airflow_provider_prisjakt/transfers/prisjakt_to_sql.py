@@ -55,6 +55,17 @@ class PrisjaktToSqlOperator(PrisjaktExportOperator):
       without a primary key a re-run adds the window again; into one with a key (as
       ``create_table`` makes) a re-run that repeats a key fails and leaves the table unchanged.
 
+    ``clicks`` are fetched once per table: the export looks each event's click up in the table (by
+    its primary key) and requests only the clicks it does not hold, so the table holds every click
+    once and ``requests_saved`` counts the requests spared. A table without a key on ``click_id``
+    (a log of runs) gets each run's clicks again.
+
+    The summary reports ``files`` 0 (a table has no files), the ``table`` and ``write_disposition``,
+    and what the load did: ``rows_inserted`` (keys the table did not hold), ``rows_updated`` (keys
+    it held when the insert ran, overwritten by the upsert) and ``rows_deleted`` (rows the
+    ``replace_window`` delete removed, rows loaded again included). So a re-run of a window reports
+    its rows as updated under ``merge``, and as deleted and inserted under ``replace_window``.
+
     :param conn_id: the database connection: any common-sql connection of type ``postgres``,
         ``mysql`` or ``sqlite``. (templated)
     :param table: the target table, a plain identifier. (templated)

@@ -67,16 +67,20 @@ class RedisServer:
 
     port: int
     process: subprocess.Popen[bytes]
+    password: str | None = None
 
     @property
     def url(self) -> str:
-        """The ``budget_backend`` URL of the server."""
-        return f"redis://{HOST}:{self.port}/0"
+        """The ``budget_backend`` URL of the server (with its password, if it has one)."""
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}{HOST}:{self.port}/0"
 
     @classmethod
-    def start(cls) -> RedisServer:
+    def start(cls, password: str | None = None) -> RedisServer:
         """
         Start ``redis-server`` and return once it answers ``PING``.
+
+        :param password: a password the server requires (``--requirepass``), if any.
 
         :raises FileNotFoundError: when ``redis-server`` is not installed.
         :raises RuntimeError: when it exits or does not answer in time.
@@ -89,8 +93,10 @@ class RedisServer:
             port = int(probe.getsockname()[1])
         workdir = tempfile.mkdtemp(prefix="redis-")
         argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", workdir]
+        if password:
+            argv += ["--requirepass", password]
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        server = cls(port, process)
+        server = cls(port, process, password)
         give_up = time.monotonic() + REDIS_START_SECONDS
         while time.monotonic() < give_up:
             if process.poll() is not None:
@@ -103,10 +109,17 @@ class RedisServer:
 
     def ping(self) -> bool:
         """Tell whether the server answers ``PING`` (in the protocol's inline form: no client library needed)."""
+        login = f"AUTH {self.password}\r\n".encode() if self.password else b""
         try:
             with socket.create_connection((HOST, self.port), timeout=1.0) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                conn.sendall(login + b"PING\r\n")
+                answer = b""
+                while b"PONG" not in answer and b"-" not in answer:
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return b"+PONG" in answer
         except OSError:
             return False
 
@@ -121,12 +134,12 @@ class RedisServer:
                 self.process.wait()
 
 
-def redis_server_or_skip() -> RedisServer:
+def redis_server_or_skip(password: str | None = None) -> RedisServer:
     """Start a :class:`RedisServer`; without ``redis-server``, skip (printing why), but fail under ``CI=true``."""
     import pytest
 
     try:
-        return RedisServer.start()
+        return RedisServer.start(password)
     except FileNotFoundError as err:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(str(err))

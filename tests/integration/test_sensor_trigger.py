@@ -193,6 +193,10 @@ def test_a_deferrable_sensor_meeting_a_503_lets_the_triggerer_ask_again_after_po
 def test_poke_succeeds_when_the_api_reports_no_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(PrisjaktHook, "get_client", lambda self: calls.append("client") or {})
+    # The sensor reads the connection first: whether a shared budget holds the window.
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "prisjakt", "login": "id", "password": "pw"})
+    )
 
     assert sensor(min_remaining=10_000).poke({}) is True
     assert calls == ["client"]

@@ -32,9 +32,9 @@ pytestmark = pytest.mark.integration
 api, sandbox, warehouse = sql_tests.api, sql_tests.sandbox, sql_tests.warehouse
 
 
-def daily_clicks(table: str, day: datetime, pixel: str, **kwargs: Any) -> dict[str, Any]:
-    """The daily clicks run of ``day`` with a week of look-back, as a DAG would run it."""
-    operator = PrisjaktToSqlOperator(
+def clicks_operator(table: str, day: datetime, pixel: str, **kwargs: Any) -> PrisjaktToSqlOperator:
+    """The daily clicks task of ``day`` with a week of look-back."""
+    return PrisjaktToSqlOperator(
         task_id="clicks_to_sql",
         conn_id=WAREHOUSE,
         table=table,
@@ -45,7 +45,11 @@ def daily_clicks(table: str, day: datetime, pixel: str, **kwargs: Any) -> dict[s
         lookback="P7D",
         **kwargs,
     )
-    return operator.execute(NO_CONTEXT)
+
+
+def daily_clicks(table: str, day: datetime, pixel: str, **kwargs: Any) -> dict[str, Any]:
+    """The daily clicks run of ``day`` with a week of look-back, as a DAG would run it."""
+    return clicks_operator(table, day, pixel, **kwargs).execute(NO_CONTEXT)
 
 
 def table_clicks(warehouse: Warehouse, table: str) -> list[tuple[str, str]]:
@@ -122,6 +126,39 @@ def test_a_clicks_table_without_a_key_is_a_log_of_runs_and_each_run_fetches_its_
     assert summary["requests_saved"] == 0
     assert summary["rows_inserted"] == len(in_window)
     assert Counter(click for click, _ in table_clicks(warehouse, table)) == dict.fromkeys(in_window, 2)
+
+
+def test_a_clicks_export_deferred_mid_window_resumes_without_fetching_a_click_twice(
+    sandbox_hook: HookFactory, warehouse: Warehouse
+) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    sandbox, _ = sandbox_hook(**SANDBOX, extra={"max_inline_wait": 1})
+    pixel = sandbox.pixel_ids(SHOP)[0]
+    table = warehouse.table_name()
+    daily_clicks(table, DAYS[0], pixel)
+    held_before = len(click_ids(sandbox, pixel, *window(DAYS[0])))
+    sandbox.reset_rate_limit()
+    sandbox.configure(rate_limit=8)  # the events pages and a few clicks, then the budget is spent for an hour
+    try:
+        with pytest.raises(TaskDeferred) as deferred:
+            clicks_operator(table, DAYS[3], pixel, deferrable=True).execute(NO_CONTEXT)
+    finally:
+        sandbox.configure(rate_limit=10_000)
+        sandbox.reset_rate_limit()
+    before_pause = sum(click_requests(sandbox).values())
+    event = {"status": "success", "resume": deferred.value.kwargs["resume"]}
+
+    summary = clicks_operator(table, DAYS[3], pixel, deferrable=True).execute_complete(NO_CONTEXT, event=event)
+
+    requested = click_requests(sandbox)
+    both = click_ids(sandbox, pixel, *window(DAYS[0])) | click_ids(sandbox, pixel, *window(DAYS[3]))
+    assert set(requested) == both and set(requested.values()) == {1}
+    assert held_before < before_pause < len(both)  # clicks were fetched on both sides of the pause
+    assert table_clicks(warehouse, table) == sorted((click, pixel) for click in both)
+    assert summary["deferrals"] == 1
+    assert summary["rows_inserted"] == len(both) - held_before
+    assert not warehouse.staging_tables(table)
 
 
 def test_lookups_hold_no_lock_on_the_table_between_them(sandbox_hook: HookFactory, warehouse: Warehouse) -> None:

@@ -4,9 +4,10 @@ A sink writing one window's rows into a SQL table through a staging table beside
 Rows are bulk-loaded into staging as pages arrive. The target is touched only at the end, in one
 transaction (what the write disposition runs: delete the window and/or insert or upsert from
 staging, counting the rows inserted, updated and deleted), so a run that fails half-way leaves the
-target exactly as it was, and a re-run of a window replaces what the last run wrote. The staging table belongs to one task instance (see
-:mod:`~airflow_provider_prisjakt.export.sinks.sql.staging`), so exports of other pixels into the
-same table never touch it; creating and loading the target take a lock, one export at a time.
+target exactly as it was, and a re-run of a window replaces what the last run wrote. The staging
+table belongs to one task instance (see :mod:`~airflow_provider_prisjakt.export.sinks.sql.staging`),
+so exports of other pixels into the same table never touch it; creating and loading the target
+take a lock, one export at a time.
 """
 
 from __future__ import annotations
