@@ -18,7 +18,7 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp || bench/setup.sh -nt $stamp || $
   test -x bench/.venv/bin/python || "$PYTHON" -m venv bench/.venv
   bench/.venv/bin/python -m pip install -q --upgrade pip
   bench/.venv/bin/python -m pip install -q -c "$CONSTRAINTS" "apache-airflow==$AIRFLOW_VERSION" \
-    -e ".[s3,sql,parquet,async]" apache-airflow-providers-http apache-airflow-providers-postgres \
+    -e ".[s3,sql,parquet,async,redis]" apache-airflow-providers-http apache-airflow-providers-postgres \
     "moto[server]" psycopg2-binary pyinstrument
   touch "$stamp"
 fi

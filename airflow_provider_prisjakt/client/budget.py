@@ -11,12 +11,12 @@ worker's to make. The budget only decides; the transport (sync or async) sleeps,
 serves both loops and tests inject a clock instead of waiting.
 
 Tasks on other workers may spend the same client id's budget. Without any shared store, a budget
-infers them from its own responses
-(:class:`~airflow_provider_prisjakt.api.budget_sharing.SpendEstimate`): the drop in ``Remaining`` beyond its own
-requests is theirs. It then paces so that all of them together fit the time to the reset, and
-stops early enough to leave room for the requests they may have under way when the budget runs out.
-Where the status is kept is a :class:`BudgetBackend`: this process's memory by default, or a store
-every task of the client id shares and counts its requests in (a :class:`CountingBackend`, such as
+infers them from its own responses: the drop in ``Remaining`` beyond its own requests is theirs
+(:class:`~airflow_provider_prisjakt.api.budget_sharing.SpendEstimate`). It then paces so that all
+of them together fit the time to the reset, and stops early enough to leave room for the requests
+they may have under way when the budget runs out. Where the status is kept is a
+:class:`BudgetBackend`: this process's memory by default, or a store every task of the client id
+shares and counts its requests in (a :class:`CountingBackend`, such as
 :class:`~airflow_provider_prisjakt.client.budget_redis.RedisBudgetBackend`).
 """
 

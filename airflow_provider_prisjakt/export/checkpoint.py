@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Repeats caused by shifting pages are the last records of the page before, pushed onto the start of
 # the next page, so a checkpoint (stored in the trigger's kwargs, where size matters) keeps only the
-# newest ids written; a running export remembers whole pages (see export.readers.PageMemory).
+# newest ids written; a running export remembers whole pages (see api.recent_keys.RecentKeys).
 CHECKPOINT_IDS_KEPT = 250
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_prisjakt.api.estimate import PagingProgress
-from airflow_provider_prisjakt.api.recent_keys import PageMemory
+from airflow_provider_prisjakt.api.recent_keys import RecentKeys
 from airflow_provider_prisjakt.api.resources import (
     CLICKS,
     EVENTS,
@@ -83,11 +83,11 @@ class Reader(ABC):
     #: The pages read and left, for the export's estimate and progress lines (paged readers only).
     progress: PagingProgress | None = None
 
-    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
+    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: RecentKeys | None = None) -> None:
         self.hook = hook
         self.start = start
         self.end = end
-        self.memory = PageMemory() if memory is None else memory
+        self.memory = RecentKeys() if memory is None else memory
 
     @classmethod
     @abstractmethod
@@ -144,7 +144,7 @@ class EventPagesReader(PixelReader):
     #: The member of an event whose value costs one request more (the clicks reader's ``click_id``).
     follows: ClassVar[str | None] = None
 
-    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
+    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: RecentKeys | None = None) -> None:
         super().__init__(hook, start, end, memory)
         self.window_filter = WindowFilter(start, end)
         self.progress: PagingProgress = PagingProgress(self.follows)
@@ -218,7 +218,7 @@ class ClicksReader(EventPagesReader):
     skips_known_keys = True
     follows = "click_id"
 
-    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: PageMemory | None = None) -> None:
+    def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: RecentKeys | None = None) -> None:
         super().__init__(hook, start, end, memory)
         self.fetched: set[str] = set()
         self.requests_saved = 0

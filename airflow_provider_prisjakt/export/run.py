@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_prisjakt import __version__
 from airflow_provider_prisjakt.api.estimate import eta_seconds, format_duration
-from airflow_provider_prisjakt.api.recent_keys import PageMemory
+from airflow_provider_prisjakt.api.recent_keys import RecentKeys
 from airflow_provider_prisjakt.api.windows import format_api_time
 from airflow_provider_prisjakt.exceptions import PrisjaktRateLimitError
 from airflow_provider_prisjakt.export.checkpoint import (
@@ -115,7 +115,7 @@ class ExportRun:
             else ExportCheckpoint(targets=[], extracted_at=extracted_at.isoformat())
         )
         self._rows_at_start = self.state.rows
-        memory = PageMemory(initial=self.state.recent_ids, snapshot_size=CHECKPOINT_IDS_KEPT)
+        memory = RecentKeys(initial=self.state.recent_ids, snapshot_size=CHECKPOINT_IDS_KEPT)
         self.reader = reader_for(request.resource)(hook, request.start, request.end, memory)
         self._baseline = hook.stats.to_dict()
         self._part_rows: int | None = None  # rows in the open part; None while no part is open

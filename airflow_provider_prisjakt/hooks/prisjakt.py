@@ -213,9 +213,9 @@ class PrisjaktHook(BaseHook):
     ) -> Iterator[dict[str, Any]]:
         """Yield every record of a list endpoint across all pages, dropping records repeated by shifting pages."""
         # The readers' de-duplication memory: one for every reading path.
-        from airflow_provider_prisjakt.api.recent_keys import PageMemory
+        from airflow_provider_prisjakt.api.recent_keys import RecentKeys
 
-        memory = PageMemory()
+        memory = RecentKeys()
         for page in self.iter_pages(path, params, records_key=records_key):
             yield from memory.keep_new(page.records)
             memory.turn_page()

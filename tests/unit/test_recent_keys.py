@@ -1,4 +1,4 @@
-"""RecentKeys and PageMemory: the bounded de-duplication memories, checked against a plain reference model."""
+"""RecentKeys: the page-sized de-duplication memory, checked against a plain reference model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_prisjakt.api.recent_keys import PageMemory, RecentKeys
+from airflow_provider_prisjakt.api.recent_keys import RecentKeys
 
 
 def reference_keep_new(seen: list[str], records: list[Any], key_field: str = "id") -> list[Any]:
@@ -25,27 +25,27 @@ def reference_keep_new(seen: list[str], records: list[Any], key_field: str = "id
 
 
 def test_a_page_of_new_records_is_returned_whole() -> None:
-    recent = RecentKeys(10, snapshot_size=10)
+    recent = RecentKeys(snapshot_size=10)
     page = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
     assert recent.keep_new(page) is page
     assert recent.snapshot() == ["a", "b", "c"]
 
 
 def test_records_repeated_by_a_shifted_page_are_dropped() -> None:
-    recent = RecentKeys(100)
+    recent = RecentKeys()
     recent.keep_new([{"id": str(n)} for n in range(5)])
     shifted = [{"id": "3"}, {"id": "4"}, {"id": "5"}, {"id": "6"}]
     assert recent.keep_new(shifted) == [{"id": "5"}, {"id": "6"}]
 
 
 def test_repeats_within_one_page_keep_the_first() -> None:
-    recent = RecentKeys(100)
+    recent = RecentKeys()
     page = [{"id": "a", "n": 1}, {"id": "b"}, {"id": "a", "n": 2}]
     assert recent.keep_new(page) == [{"id": "a", "n": 1}, {"id": "b"}]
 
 
 def test_records_without_a_key_are_always_kept() -> None:
-    recent = RecentKeys(100, snapshot_size=100)
+    recent = RecentKeys(snapshot_size=100)
     page: list[Any] = [{"id": None}, {"other": 1}, "scalar", {"id": None}]
     assert recent.keep_new(page) == page
     assert recent.keep_new(page) == page
@@ -53,7 +53,7 @@ def test_records_without_a_key_are_always_kept() -> None:
 
 
 def test_keys_are_compared_as_text_as_checkpoints_store_them() -> None:
-    recent = RecentKeys(100, ["1", "True"], snapshot_size=100)
+    recent = RecentKeys(initial=["1", "True"], snapshot_size=100)
     assert recent.keep_new([{"id": 1}, {"id": True}, {"id": 1.0}, {"id": "1.0"}, {"id": 2}]) == [
         {"id": 1.0},
         {"id": 2},
@@ -62,35 +62,11 @@ def test_keys_are_compared_as_text_as_checkpoints_store_them() -> None:
     assert recent.keep_new([{"id": ["a"]}, {"id": ["a"]}]) == [{"id": ["a"]}]
 
 
-def test_the_last_capacity_keys_are_always_remembered() -> None:
-    recent = RecentKeys(3, snapshot_size=3)
-    for key in "abcdefg":
-        assert recent.first_time(key)
-    for key in "efg":
-        assert not recent.first_time(key), key
-    assert recent.snapshot() == ["e", "f", "g"]
-
-
-def test_memory_stays_bounded_and_the_latest_keys_are_kept() -> None:
-    recent = RecentKeys(100, snapshot_size=30)
-    for start in range(0, 10_000, 250):
-        recent.keep_new([{"id": str(n)} for n in range(start, start + 250)])
-    remembered = sum(1 for n in range(10_000) if str(n) in recent)
-    assert 100 <= remembered <= 200
-    assert all(str(n) in recent for n in range(9_900, 10_000))
-    assert recent.snapshot() == [str(n) for n in range(9_970, 10_000)]
-
-
 def test_without_a_snapshot_size_nothing_is_kept_for_snapshots() -> None:
-    recent = RecentKeys(100)
+    recent = RecentKeys()
     recent.keep_new([{"id": "a"}, {"id": "b"}])
     assert recent.snapshot() == []
     assert "a" in recent
-
-
-def test_capacity_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="capacity"):
-        RecentKeys(0)
 
 
 # Mostly pages of string ids, as the API sends (the set-based path), with the odd page of other keys.
@@ -106,39 +82,14 @@ _ODD_RECORDS = st.lists(
 _PAGES = st.lists(st.one_of(_STRING_IDS, _STRING_IDS, _STRING_IDS, _ODD_RECORDS), max_size=10)
 
 
-@settings(max_examples=400, deadline=None)
-@given(pages=_PAGES)
-def test_keep_new_matches_the_exact_model_while_within_capacity(pages: list[list[Any]]) -> None:
-    """With more room than distinct keys, the bounded memory is exact: page by page as the model."""
-    recent = RecentKeys(1_000, snapshot_size=1_000)
-    seen: list[str] = []
-    for page in pages:
-        assert recent.keep_new(list(page)) == reference_keep_new(seen, page)
-    assert recent.snapshot() == seen
-
-
-@settings(max_examples=400, deadline=None)
-@given(pages=_PAGES, capacity=st.integers(1, 8), snapshot_size=st.integers(0, 5))
-def test_keep_new_equals_first_time_record_by_record(pages: list[list[Any]], capacity: int, snapshot_size: int) -> None:
-    """The set-based path decides and remembers exactly as checking each record in turn."""
-    fast, slow = RecentKeys(capacity, snapshot_size=snapshot_size), RecentKeys(capacity, snapshot_size=snapshot_size)
-    for page in pages:
-        one_by_one = [
-            record for record in page if slow.first_time(record.get("id") if isinstance(record, dict) else None)
-        ]
-        assert fast.keep_new(list(page)) == one_by_one
-        assert fast.snapshot() == slow.snapshot()
-        assert all((key in fast) == (key in slow) for key in "abcdefghijklmnop")
-
-
-# -- PageMemory: the readers' memory, sized in pages ---------------------------------------------------
+# -- sized in pages ---------------------------------------------------
 
 
 def page_of(start: int, size: int) -> list[dict[str, str]]:
     return [{"id": str(n)} for n in range(start, start + size)]
 
 
-def read_pages(memory: PageMemory, pages: list[list[Any]]) -> list[list[Any]]:
+def read_pages(memory: RecentKeys, pages: list[list[Any]]) -> list[list[Any]]:
     """What a reader does: keep the new records of each page, then turn the page."""
     kept = []
     for page in pages:
@@ -149,7 +100,7 @@ def read_pages(memory: PageMemory, pages: list[list[Any]]) -> list[list[Any]]:
 
 @pytest.mark.parametrize("page_size", [10, 1000, 20_000])
 def test_the_last_two_pages_are_remembered_whatever_the_page_size(page_size: int) -> None:
-    memory = PageMemory()
+    memory = RecentKeys()
     read_pages(memory, [page_of(0, page_size), page_of(page_size, page_size), page_of(2 * page_size, page_size)])
 
     assert all(str(n) in memory for n in range(page_size, 3 * page_size))
@@ -158,7 +109,7 @@ def test_the_last_two_pages_are_remembered_whatever_the_page_size(page_size: int
 
 @pytest.mark.parametrize("shift", [1, 500, 999, 1000, 1999])
 def test_a_page_shifted_by_up_to_two_pages_repeats_nothing(shift: int) -> None:
-    memory = PageMemory()
+    memory = RecentKeys()
     first, second = page_of(0, 1000), page_of(1000, 1000)
     shifted = page_of(2000 - shift, 1000)
 
@@ -171,13 +122,13 @@ def test_a_record_repeated_page_after_page_is_never_emitted_again() -> None:
     # Each page repeats all but one record of the page before: a record stays in view for ten pages.
     pages = [page_of(start, 10) for start in range(30)]
 
-    kept = read_pages(PageMemory(), pages)
+    kept = read_pages(RecentKeys(), pages)
 
     assert [record["id"] for page in kept for record in page] == [str(n) for n in range(39)]
 
 
 def test_click_keys_and_record_keys_share_the_pages() -> None:
-    memory = PageMemory()
+    memory = RecentKeys()
     assert memory.first_time("click:1") and not memory.first_time("click:1")
     memory.turn_page()
     memory.turn_page()
@@ -187,7 +138,7 @@ def test_click_keys_and_record_keys_share_the_pages() -> None:
 
 
 def test_a_checkpoints_keys_count_as_the_page_before() -> None:
-    memory = PageMemory(initial=["a", "b"], snapshot_size=3)
+    memory = RecentKeys(initial=["a", "b"], snapshot_size=3)
 
     assert memory.keep_new([{"id": "b"}, {"id": "c"}, {"id": 1}]) == [{"id": "c"}, {"id": 1}]
     assert memory.snapshot() == ["b", "c", "1"]
@@ -195,13 +146,13 @@ def test_a_checkpoints_keys_count_as_the_page_before() -> None:
 
 def test_pages_must_be_positive() -> None:
     with pytest.raises(ValueError, match="pages"):
-        PageMemory(pages=0)
+        RecentKeys(pages=0)
 
 
 @settings(max_examples=400, deadline=None)
 @given(pages=_PAGES)
 def test_page_memory_matches_the_exact_model_while_it_remembers_every_page(pages: list[list[Any]]) -> None:
-    memory = PageMemory(pages=len(pages) + 1, snapshot_size=1_000)
+    memory = RecentKeys(pages=len(pages) + 1, snapshot_size=1_000)
     seen: list[str] = []
     for page in pages:
         assert memory.keep_new(list(page)) == reference_keep_new(seen, page)
@@ -212,7 +163,7 @@ def test_page_memory_matches_the_exact_model_while_it_remembers_every_page(pages
 @settings(max_examples=400, deadline=None)
 @given(pages=_PAGES, remembered=st.integers(1, 3))
 def test_page_memory_keep_new_equals_first_time_record_by_record(pages: list[list[Any]], remembered: int) -> None:
-    fast, slow = PageMemory(remembered, snapshot_size=5), PageMemory(remembered, snapshot_size=5)
+    fast, slow = RecentKeys(remembered, snapshot_size=5), RecentKeys(remembered, snapshot_size=5)
     for page in pages:
         one_by_one = [
             record for record in page if slow.first_time(record.get("id") if isinstance(record, dict) else None)
