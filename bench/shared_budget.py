@@ -27,16 +27,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig  # noqa: E402
-from tests.integration.budget_workers import RedisServer, ideal_seconds, window_usage  # noqa: E402
+from airflow_provider_prisjakt.testing import PrisjaktSandbox  # noqa: E402
+from tests.integration.budget_workers import (  # noqa: E402
+    END,
+    SHOP,
+    START,
+    RedisServer,
+    ideal_seconds,
+    shared_client_config,
+    window_usage,
+)
 from tests.integration.processes import Job, WorkerPool  # noqa: E402
 
 JOB = "tests.integration.budget_workers:ReadPixel"
-START = datetime(2026, 10, 1, tzinfo=UTC)
-END = datetime(2026, 11, 1, tzinfo=UTC)
 PAGE_SIZE = 10
 SECTION_START = "<!-- shared-budget:start -->"
 SECTION_END = "<!-- shared-budget:end -->"
+#: The machine is shared: how busy it was when the run began goes into the figures' heading.
+LOAD_AT_START = os.getloadavg()[0]
 
 
 @dataclass(frozen=True)
@@ -59,15 +67,7 @@ def run_scenario(
     """Run one round: every worker reads its own pixel, all on one client id."""
     workers = pool.workers
     pages = -(-total // workers)
-    config = SandboxConfig(
-        shops={4242: workers},
-        events_per_pixel=pages * PAGE_SIZE,
-        page_size=PAGE_SIZE,
-        period_start=START,
-        period_end=END,
-        rate_limit=limit,
-        rate_window=window,
-    )
+    config = shared_client_config(workers, events=pages * PAGE_SIZE, page_size=PAGE_SIZE, limit=limit, window=window)
     with PrisjaktSandbox(config) as sandbox:
         extra: dict[str, object] = {"max_inline_wait": 30}
         if redis is not None:
@@ -86,7 +86,7 @@ def run_scenario(
                 },
                 env=env,
             )
-            for n, pixel in enumerate(sandbox.pixel_ids(4242))
+            for n, pixel in enumerate(sandbox.pixel_ids(SHOP))
         ]
         results = pool.run_together(jobs)
         recorded = sandbox.requests
@@ -112,7 +112,8 @@ def table(outcomes: list[Outcome], *, limit: int, window: float, total: int) -> 
         "## Shared budget: many workers, one client id",
         "",
         f"`python bench/shared_budget.py` (project venv; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}). The sandbox allows {limit} requests per "
+        f"{os.cpu_count()} cores, load average {LOAD_AT_START:.1f} at the start, Python {platform.python_version()}). "
+        f"The sandbox allows {limit} requests per "
         f"fixed {window:g}-second window (a window starts at the first request after the last one ended); "
         f"about {total} pages in all, page size {PAGE_SIZE}, split evenly over the workers. Each worker is a "
         "spawned process that imports the provider, waits at a barrier with the others and then reads its "
@@ -122,19 +123,28 @@ def table(outcomes: list[Outcome], *, limit: int, window: float, total: int) -> 
         "but the last (where the work ran out). *Elapsed* is first to last request on the sandbox's clock; "
         f"*ideal* is (⌈requests / {limit}⌉ − 1) × {window:g} s.",
         "",
-        "| workers | shared store | requests | 429s | full windows | budget used: min | mean | elapsed s | ideal s | elapsed / ideal | rows exact |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| workers | shared store | requests | 429s | full windows | budget used: min | mean | elapsed s | ideal s | elapsed / ideal | rows exact | target |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for o in outcomes:
         used = o.full_windows or [float("nan")]
+        floor = 0.95 if o.backend == "Redis" else 0.90 if o.workers <= 4 else None
+        if floor is None:
+            target = "none set (0 × 429 is the aim)"
+        else:
+            met = o.refused == 0 and min(used) >= floor
+            target = f"{'met' if met else '**missed**'} (0 × 429, ≥ {floor:.0%})"
         lines.append(
             f"| {o.workers} | {o.backend} | {o.requests} | {o.refused} | {len(o.full_windows)} | {min(used):.0%} | "
             f"{statistics.mean(used):.0%} | {o.elapsed:.2f} | {o.ideal:.0f} | {o.elapsed / o.ideal:.3f} | "
-            f"{'yes' if o.rows_ok else 'NO'} |"
+            f"{'yes' if o.rows_ok else 'NO'} | {target} |"
         )
     lines += [
         "",
-        "Targets: 0 × 429; budget used ≥ 90% per window without a store (up to 4 workers), ≥ 95% with Redis.",
+        "Targets (issue #14): 0 × 429; budget used ≥ 90% of each window without a store (up to 4 workers), "
+        "≥ 95% with Redis. Without a store each task stops a few requests early for the others' requests in "
+        "flight (about 1.25 per other task), which is what the 16-worker row pays; the shared count needs no "
+        "such reserve.",
         SECTION_END,
     ]
     return "\n".join(lines)

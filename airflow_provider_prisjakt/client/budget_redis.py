@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import math
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -185,6 +186,8 @@ class RedisBudgetBackend:
         """Merge ``seen`` into the record; return the window it belongs to (``None``: an earlier one, or contention)."""
         connection: Any = self.storage.get_connection()
         record = self._record()
+        # The client library is redis-py or its fork valkey-py; both name the error the same.
+        watch_error = importlib.import_module(f"{self.storage.target_server}.exceptions").WatchError
         for _ in range(MERGE_TRIES):
             with connection.pipeline() as pipe:
                 try:
@@ -204,7 +207,7 @@ class RedisBudgetBackend:
                         pipe.pexpireat(self.storage.prefixed_key(self._count(merged.tag)), expire_at)
                     pipe.execute()
                     return merged
-                except self.storage.dependency.WatchError:
+                except watch_error:
                     continue
         return None
 

@@ -1,5 +1,5 @@
 """
-What tests and the benchmark of a shared request budget need: a task's job, a Redis server, and the sandbox's windows.
+What tests and the benchmark of a shared request budget need: a sandbox, a task's job, a Redis server, and the sandbox's windows.
 
 :class:`ReadPixel` is one task's work for :class:`~tests.integration.processes.WorkerPool`: read a
 pixel's event pages through :class:`~airflow_provider_prisjakt.hooks.prisjakt.PrisjaktHook`, the
@@ -18,15 +18,46 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing import SandboxConfig
     from airflow_provider_prisjakt.testing.config import RecordedRequest
 
 HOST = "127.0.0.1"
 REDIS_START_SECONDS = 10.0
+SHOP = 4242
+START = datetime(2026, 10, 1, tzinfo=UTC)
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def shared_client_config(
+    tasks: int, *, events: int, page_size: int, limit: int, window: float, latency_ms: float = 0.0
+) -> SandboxConfig:
+    """
+    A sandbox for tasks on one client id: a pixel each in shop :data:`SHOP`, under one small window.
+
+    :param tasks: pixels (one per task).
+    :param events: events per pixel, in October 2026 (:data:`START` to :data:`END`).
+    :param page_size: events per page.
+    :param limit: requests per window, for the client id.
+    :param window: the window's length in seconds.
+    :param latency_ms: how long each answer takes after the request was counted.
+    """
+    from airflow_provider_prisjakt.testing import SandboxConfig
+
+    return SandboxConfig(
+        shops={SHOP: tasks},
+        events_per_pixel=events,
+        page_size=page_size,
+        period_start=START,
+        period_end=END,
+        rate_limit=limit,
+        rate_window=window,
+        latency_ms=latency_ms,
+    )
 
 
 class ReadPixel:

@@ -19,26 +19,34 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+from airflow_provider_prisjakt.testing import PrisjaktSandbox
 from tests.conftest import register_secret
 
-from .budget_workers import RedisServer, redis_server_or_skip, window_usage
+from .budget_workers import (
+    END,
+    SHOP,
+    START,
+    RedisServer,
+    Window,
+    redis_server_or_skip,
+    shared_client_config,
+    window_usage,
+)
 from .processes import Job, WorkerPool
 from .test_faults import fingerprint
+
+if TYPE_CHECKING:
+    from airflow_provider_prisjakt.testing.config import RecordedRequest
 
 pytestmark = pytest.mark.integration
 
 WINDOW_SECONDS = 10.0
-START = datetime(2026, 10, 1, tzinfo=UTC)
-END = datetime(2026, 11, 1, tzinfo=UTC)
-SHOP = 4242
 OPERATOR = "airflow_provider_prisjakt.transfers.prisjakt_to_sql:PrisjaktToSqlOperator"
 READ_PIXEL = "tests.integration.budget_workers:ReadPixel"
 
@@ -50,27 +58,41 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-def start_sandbox(tasks: int, *, pages: int, page_size: int, budget: int) -> PrisjaktSandbox:
-    sandbox = PrisjaktSandbox(
-        SandboxConfig(
-            shops={SHOP: tasks},
-            events_per_pixel=pages * page_size - page_size // 2,  # the last page half full
-            page_size=page_size,
-            period_start=START,
-            period_end=END,
-            rate_limit=budget,
-            rate_window=WINDOW_SECONDS,
-        )
-    ).start()
+def sandbox_for(tasks: int, *, pages: int, page_size: int, budget: int, latency_ms: float = 0.0) -> PrisjaktSandbox:
+    """A sandbox of ``tasks`` pixels of ``pages`` pages each (the last one half full), ``budget`` requests per window."""
+    events = pages * page_size - page_size // 2
+    config = shared_client_config(
+        tasks, events=events, page_size=page_size, limit=budget, window=WINDOW_SECONDS, latency_ms=latency_ms
+    )
+    sandbox = PrisjaktSandbox(config)
     register_secret(sandbox.client_secret)
     return sandbox
 
 
+def run_together(modules: tuple[str, ...], jobs: list[Job]) -> list[Any]:
+    """Run the jobs in as many fresh worker processes, started together; return their results."""
+    pool = WorkerPool(len(jobs), modules=modules)
+    try:
+        return pool.run_together(jobs)
+    finally:
+        pool.close()
+
+
+def windows_without_a_429(recorded: list[RecordedRequest], budget: int) -> list[Window]:
+    """Split the requests into the sandbox's windows, and check that none of them met a 429."""
+    windows = window_usage(recorded, WINDOW_SECONDS)
+    print(f"{len(recorded)} requests; per window {[w.allowed for w in windows]} of {budget}")
+    assert [w.refused for w in windows] == [0] * len(windows)
+    return windows
+
+
 def test_four_export_tasks_in_separate_processes_share_a_client_id_without_a_single_429(tmp_path: Path) -> None:
     tasks, pages, budget = 4, 15, 30  # 60 requests: two windows and a bit
-    sandbox = start_sandbox(tasks, pages=pages, page_size=20, budget=budget)
-    pool = WorkerPool(tasks, modules=(OPERATOR.partition(":")[0],))
-    try:
+    # Answers take 50 ms, as a real API's do. An export sets up its destination before its first
+    # request, so the tasks' first requests come up to ~70 ms apart: instant answers would let the
+    # first tasks spend a whole window before the last one has sent anything, and nobody can pace
+    # for a task that has not shown itself yet.
+    with sandbox_for(tasks, pages=pages, page_size=20, budget=budget, latency_ms=50) as sandbox:
         # max_inline_wait: a 10-second reset is waited for on the worker, as a pool slot would.
         env = {"AIRFLOW_CONN_PRISJAKT_DEFAULT": sandbox.connection_json(max_inline_wait=30)}
         pixels = sandbox.pixel_ids(SHOP)
@@ -86,16 +108,11 @@ def test_four_export_tasks_in_separate_processes_share_a_client_id_without_a_sin
                 "end": END.isoformat(),
             }
             jobs.append(Job(OPERATOR, arguments, {**env, f"AIRFLOW_CONN_WAREHOUSE_{task}": warehouse}))
-        summaries = pool.run_together(jobs)
+        summaries = run_together((OPERATOR.partition(":")[0],), jobs)
         recorded = sandbox.requests
         expected = {pixel: fingerprint(sandbox.expected_events(pixel, START, END)) for pixel in pixels}
-    finally:
-        pool.close()
-        sandbox.stop()
 
-    windows = window_usage(recorded, WINDOW_SECONDS)
-    print(f"{len(recorded)} requests; per window {[w.allowed for w in windows]} of {budget}")
-    assert [w.refused for w in windows] == [0] * len(windows)
+    windows_without_a_429(recorded, budget)
     assert sum(s["rate_limited"] for s in summaries) == 0
     assert sum(s["requests"] for s in summaries) == len(recorded) >= tasks * pages
     for task, (pixel, summary) in enumerate(zip(pixels, summaries, strict=True)):
@@ -108,9 +125,7 @@ def test_four_export_tasks_in_separate_processes_share_a_client_id_without_a_sin
 
 def test_sixteen_tasks_counting_in_redis_meet_no_429_and_use_each_window_up(redis_server: RedisServer) -> None:
     tasks, pages, page_size, budget = 16, 4, 10, 40  # 64 requests: a full window and most of another
-    sandbox = start_sandbox(tasks, pages=pages, page_size=page_size, budget=budget)
-    pool = WorkerPool(tasks, modules=("tests.integration.budget_workers",))
-    try:
+    with sandbox_for(tasks, pages=pages, page_size=page_size, budget=budget) as sandbox:
         connection = sandbox.connection_json(max_inline_wait=30, budget_backend=redis_server.url)
         env = {"AIRFLOW_CONN_PRISJAKT_SHARED": connection}
         arguments: dict[str, Any] = {
@@ -122,15 +137,10 @@ def test_sixteen_tasks_counting_in_redis_meet_no_429_and_use_each_window_up(redi
             Job(READ_PIXEL, {"task_id": f"read_{task}", "pixel_id": pixel, **arguments}, env)
             for task, pixel in enumerate(sandbox.pixel_ids(SHOP))
         ]
-        results = pool.run_together(jobs)
+        results = run_together(("tests.integration.budget_workers",), jobs)
         recorded = sandbox.requests
-    finally:
-        pool.close()
-        sandbox.stop()
 
-    windows = window_usage(recorded, WINDOW_SECONDS)
-    print(f"{len(recorded)} requests; per window {[w.allowed for w in windows]} of {budget}")
-    assert [w.refused for w in windows] == [0] * len(windows)
+    windows = windows_without_a_429(recorded, budget)
     assert len(recorded) == tasks * pages
     assert all(r["rows"] == pages * page_size - page_size // 2 and r["rate_limited"] == 0 for r in results)
     # Every window but the last (where the work ran out) is used up: the count is exact.

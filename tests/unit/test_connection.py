@@ -415,6 +415,37 @@ def test_the_secret_and_the_budget_backend_url_are_masked_and_kept_out_of_repr()
     assert backend not in repr(settings) and SECRET not in repr(settings)
 
 
+def test_the_budget_backend_s_password_alone_is_masked_too() -> None:
+    from airflow.providers.common.compat.sdk import redact
+
+    password = register_secret("backend-pw-alone")
+    connection_settings(_StoredConnection({"budget_backend": f"redis://:{password}@redis.example:6379/0"}), "p")
+
+    assert password not in str(redact(f"AUTH {password} failed"))  # as a client library might say it
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis.example:6379/0",
+        "rediss://:pw@redis.example:6380",
+        "valkey://valkey:6379",
+        "redis+sentinel://s:26379/mymaster",
+    ],
+)
+def test_a_redis_or_valkey_budget_backend_is_accepted(url: str) -> None:
+    assert _settings(extra={"budget_backend": url}).budget_backend == url
+
+
+@pytest.mark.parametrize(
+    "url", ["memcached://cache:11211", "http://:secret-in-url@redis.example", "redis.example:6379"]
+)
+def test_another_kind_of_budget_backend_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(ConnectionSettingsError, match="must be a URL of a Redis or Valkey store") as raised:
+        _settings(extra={"budget_backend": url})
+    assert url not in str(raised.value) and "secret-in-url" not in str(raised.value)
+
+
 def test_a_bad_connection_names_itself_and_the_field() -> None:
     from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 
