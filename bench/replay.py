@@ -9,12 +9,17 @@ and answers every later identical request from memory. The data is therefore the
 
 The cache key is the path plus the sorted query, so tools that order their query parameters
 differently share entries. Credentials are checked on every request, as the sandbox does.
+
+``latency_ms`` plays the network: the handler thread waits that long (``time.sleep``, no CPU)
+before it writes each response. It can be changed between runs, so that runs with and without
+latency are served the same recorded bytes.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -51,9 +56,11 @@ class ReplayFront:
     :param upstream_origin: the sandbox origin, ``http://127.0.0.1:<port>``.
     :param client_id: the credential the front accepts (and forwards).
     :param client_secret: its secret.
+    :param latency_ms: wait before each response is written, in milliseconds (see the module's doc).
     """
 
-    def __init__(self, upstream_origin: str, client_id: str, client_secret: str) -> None:
+    def __init__(self, upstream_origin: str, client_id: str, client_secret: str, latency_ms: float = 0.0) -> None:
+        self.latency_ms = latency_ms
         self.upstream = urlsplit(upstream_origin)
         self.upstream_origin = upstream_origin
         self.client_id = client_id
@@ -117,6 +124,8 @@ class ReplayFront:
     def handle(self, handler: _Handler) -> None:
         """Answer one request from the cache, or forward, record and answer it."""
         split = urlsplit(handler.path)
+        if self.latency_ms > 0:
+            time.sleep(self.latency_ms / 1000)
         if (
             handler.headers.get("client-id") != self.client_id
             or handler.headers.get("client-secret") != self.client_secret

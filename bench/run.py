@@ -1,8 +1,9 @@
 """
 The benchmark driver: serves the sandbox, runs every measured tool in its own process, writes RESULTS.md.
 
-Run it with ``make bench`` (which builds ``bench/.venv`` and ``bench/.venv-dlt`` first), or
-``bench/.venv/bin/python bench/run.py [--quick]``. See ``bench/README.md``.
+Run it with ``make bench`` (which builds ``bench/.venv``, ``bench/.venv-dlt`` and
+``bench/.venv-dlt-airflow`` first), or ``bench/.venv/bin/python bench/run.py [--quick] [--only ...]``.
+See ``bench/README.md``. The tables are written by ``report.py``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import contextlib
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +34,69 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import report as rp  # noqa: E402
 from replay import ReplayFront  # noqa: E402
+from report import E2EResults, Pair, Report, Run  # noqa: E402
+from sections import marked_sections  # noqa: E402
 
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig  # noqa: E402
 
-AIRFLOW_PY = str(HERE / ".venv" / "bin" / "python")
-DLT_PY = str(HERE / ".venv-dlt" / "bin" / "python")
+PYTHONS = {
+    "ours": str(HERE / ".venv" / "bin" / "python"),
+    "dlt": str(HERE / ".venv-dlt" / "bin" / "python"),
+    "dlt_airflow": str(HERE / ".venv-dlt-airflow" / "bin" / "python"),
+}
+# The venv each tool runs in; every tool not named here runs in bench/.venv.
+TOOL_VENVS = {"dlt": "dlt", "dlt_retry_after": "dlt", "dlt_airflow": "dlt_airflow"}
 WORKER = str(HERE / "worker.py")
-MIB = 1024 * 1024
+MIB = rp.MIB
 
 PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
 PERIOD_END = datetime(2026, 11, 1, tzinfo=UTC)
+ONE_DAY_END = PERIOD_START + timedelta(days=1)  # the one-day window: the first day of the period
 LONG_PERIOD_END = datetime(2026, 11, 30, tzinfo=UTC)  # 60 days: the API's longest window
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 PG_DSN = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust auth; dlt insists on a password
 OURS_TABLE = "bench_events_ours"
 DLT_DATASET = "prisjakt_dlt"
 BUCKET = "prisjakt-bench"
+SCENARIOS = ("extract", "e2e", "latency", "memory", "ratelimit", "longreset")
 
-TARGET_EXTRACTION = 0.8
-TARGET_E2E_SPEED = 2.0
-TARGET_E2E_RSS = 0.5
-TARGET_FLAT_MIB = 25.0
-TARGET_RATE_SLACK = 0.05
-
-
+# Contention guard: wait for a quiet machine before each run, but never long enough to break the
+# 30-minute budget of `make bench` (at most QUIET_MAX_WAIT per run, QUIET_TOTAL_WAIT in all).
 QUIET_BUSY_CORES = 0.35
-QUIET_MAX_WAIT = 90.0
-QUIET_TOTAL_WAIT = 180.0
+QUIET_MAX_WAIT = 20.0
+QUIET_TOTAL_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run measures, at which sizes, how many times."""
+
+    extract: dict[int, int]  # N -> repetitions of each extraction tool
+    diagnostics_up_to: int  # the extraction diagnostics run at N up to this
+    e2e: list[int]  # N of the end-to-end exports at 0 ms
+    latency_events: int  # N of the end-to-end exports with latency
+    memory: list[int]  # N of the memory scaling
+    rate_pages: dict[int, tuple[str, ...]]  # pages -> tools of the rate-limit scenario
+
+
+FULL = Plan(
+    extract={100_000: 5, 1_000_000: 3},
+    diagnostics_up_to=100_000,
+    e2e=[100_000, 1_000_000],
+    latency_events=200_000,
+    memory=[100_000, 1_000_000, 5_000_000],
+    rate_pages={20: ("ours", "dlt", "httpop_retry", "httpop"), 40: ("ours",)},
+)
+QUICK = Plan(
+    extract={20_000: 3, 50_000: 2},
+    diagnostics_up_to=20_000,
+    e2e=[20_000, 50_000],
+    latency_events=50_000,
+    memory=[20_000, 100_000],
+    rate_pages={12: ("ours", "dlt", "httpop_retry", "httpop")},
+)
 
 
 def busy_cores(interval: float) -> float:
@@ -91,64 +128,28 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-@dataclass
-class Run:
-    """One measured process: what the worker reported plus what wait4 saw."""
-
-    spec: dict[str, Any]
-    result: dict[str, Any] = field(default_factory=dict)
-    maxrss: int = 0
-    user_s: float = 0.0
-    sys_s: float = 0.0
-    elapsed_s: float = 0.0
-    ok: bool = False
-    error: str | None = None
-    spread: tuple[float, float] | None = None  # min and max rows/s over repetitions
-    busy_before: float = 0.0  # cores other processes kept busy just before the run
-
-    @property
-    def rows(self) -> int:
-        return int(self.result.get("rows") or 0)
-
-    @property
-    def rows_per_s(self) -> float:
-        wall = self.result.get("wall_s") or 0
-        return self.rows / wall if wall else 0.0
-
-    @property
-    def peak_mib(self) -> float:
-        return self.maxrss / MIB
-
-    @property
-    def setup_mib(self) -> float:
-        return (self.result.get("rss_before_work") or 0) / MIB
-
-
 class Bench:
-    def __init__(self, quick: bool, out: Path) -> None:
-        self.quick = quick
-        self.out = out
+    def __init__(self, plan: Plan, mode: str, latency_ms: float) -> None:
+        self.plan = plan
+        self.latency_ms = latency_ms
         self.tmp = Path(tempfile.mkdtemp(prefix="prisjakt-bench-"))
         self.logs = self.tmp / "logs"
         self.logs.mkdir()
         self.env = self._base_env()
         self.runs: list[Run] = []
-        self.sections: list[str] = []
-        self.targets: list[tuple[str, str, str]] = []
-        self.profiles: list[str] = []
-        self.notes: list[str] = []
+        self.report = Report(mode)
         self.moto: subprocess.Popen[bytes] | None = None
         self.s3_endpoint = ""
         self.started = time.monotonic()
         self._fronts: dict[int, tuple[PrisjaktSandbox, ReplayFront, dict[str, Any]]] = {}
-        self.live_rate = 0.0
-        self.repeats = 5
+        self.front: ReplayFront | None = None  # the front serving the runs now, if any
+        self.live: PrisjaktSandbox | None = None  # the live sandbox serving the runs now, if any
         self.noisy_runs = 0
         self.quiet_budget = QUIET_TOTAL_WAIT  # seconds of waiting allowed over the whole run
-        self.extraction_results: dict[int, dict[str, Run]] | None = None
-        self.e2e_results: dict[tuple[int, str], dict[str, Run]] | None = None
         self.live_rates: dict[int, float] = {}
-        self.footprint: list[tuple[str, str, float]] = []
+        self.e2e_results: dict[int, E2EResults] = {}
+        self.latency_results: dict[int, E2EResults] = {}
+        self._postgres = True
 
     # -- environment --------------------------------------------------------------------------------
 
@@ -273,9 +274,17 @@ class Bench:
                 return busy
             time.sleep(1.0)
 
-    def run(self, spec: dict[str, Any], *, timeout: float = 900, env: dict[str, str] | None = None) -> Run:
-        python = DLT_PY if spec["tool"].startswith("dlt") else AIRFLOW_PY
-        name = f"{len(self.runs):02d}-{spec['job']}-{spec['tool']}-{spec.get('destination', '')}-{spec.get('n', '')}"
+    def run(self, spec: dict[str, Any], *, timeout: float = 600, env: dict[str, str] | None = None) -> Run:
+        """
+        Run one worker and wait for it. Its wall time covers the whole process (start-up included):
+        from just before ``Popen`` to ``wait4``'s return, with no polling in between.
+        """
+        python = PYTHONS[TOOL_VENVS.get(spec["tool"], "ours")]
+        window = "-oneday" if spec.get("oneday") else ""
+        name = (
+            f"{len(self.runs):02d}-{spec['job']}-{spec['tool']}-{spec.get('destination', '')}-{spec.get('n', '')}"
+            f"{window}"
+        )
         work = self.tmp / "work" / name
         if work.exists():
             shutil.rmtree(work)
@@ -288,6 +297,7 @@ class Bench:
         if waited > 2:
             log(f"waited {waited:.0f} s for other processes to quieten (busy cores {run.busy_before:.2f})")
         log_path = self.logs / f"{name}.log"
+        served = self.served()
         started = time.monotonic()
         with open(log_path, "wb") as output:
             proc = subprocess.Popen(
@@ -297,18 +307,15 @@ class Bench:
                 env=env or self.env,
                 cwd=work,
             )
-            while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() - started > timeout:
-                    proc.kill()
-                    pid, status, usage = os.wait4(proc.pid, 0)
-                    run.error = f"timed out after {timeout:.0f} s"
-                    break
-                time.sleep(0.05)
+            killer = threading.Timer(timeout, proc.kill)
+            killer.start()
+            _, status, usage = os.wait4(proc.pid, 0)
+            run.elapsed_s = time.monotonic() - started
+            killer.cancel()
+            if run.elapsed_s >= timeout:
+                run.error = f"timed out after {timeout:.0f} s"
             proc.returncode = os.waitstatus_to_exitcode(status)
-        run.elapsed_s = time.monotonic() - started
+        run.served = self.served() - served
         run.user_s, run.sys_s = usage.ru_utime, usage.ru_stime
         text = log_path.read_text(errors="replace")
         for line in reversed(text.splitlines()):
@@ -328,6 +335,12 @@ class Bench:
         )
         log(f"{name}: {summary} ({run.elapsed_s:.1f} s)")
         return run
+
+    def served(self) -> int:
+        """Responses the current replay front (or live sandbox) has sent so far."""
+        if self.live is not None:
+            return len(self.live.requests)
+        return 0 if self.front is None else self.front.hits + self.front.misses
 
     # -- sandboxes -----------------------------------------------------------------------------------
 
@@ -366,18 +379,12 @@ class Bench:
             "page_size": page_size,
         }
 
-    def replay(self, events: int) -> tuple[PrisjaktSandbox, ReplayFront, dict[str, Any]]:
-        """A sandbox with ``events`` events behind a warmed replay front."""
-        sandbox = self.sandbox(events)
-        front = ReplayFront(sandbox.origin, sandbox.client_id, sandbox.client_secret).start()
-        base = front.origin + "/click-conversion"
-        spec = self.point_at(base, sandbox, 1000)
-        spec.update({"from": api_time(PERIOD_START), "to": api_time(PERIOD_END)})
-        started = time.monotonic()
+    def crawl(self, base: str, sandbox: PrisjaktSandbox, pixel_id: str, start: datetime, end: datetime) -> int:
+        """Fetch every page of one window with a raw loop (to fill the replay cache); return the rows."""
         session = requests.Session()
         session.headers.update({"client-id": sandbox.client_id, "client-secret": sandbox.client_secret})
-        url: str | None = f"{base}/pixels/{spec['pixel_id']}/events"
-        params: dict[str, Any] | None = {"from": spec["from"], "to": spec["to"], "limit": 1000}
+        url: str | None = f"{base}/pixels/{pixel_id}/events"
+        params: dict[str, Any] | None = {"from": api_time(start), "to": api_time(end), "limit": 1000}
         rows = 0
         while url:
             response = session.get(url, params=params)
@@ -386,99 +393,203 @@ class Bench:
             link = response.headers.get("Link", "")
             url = next((part.split(">")[0].strip(" <") for part in link.split(",") if 'rel="next"' in part), None)
             params = None
+        return rows
+
+    def replay(self, events: int) -> tuple[PrisjaktSandbox, ReplayFront, dict[str, Any]]:
+        """A sandbox with ``events`` events behind a replay front warmed with the full and the one-day window."""
+        if events in self._fronts:
+            return self._fronts[events]
+        sandbox = self.sandbox(events)
+        front = ReplayFront(sandbox.origin, sandbox.client_id, sandbox.client_secret).start()
+        base = front.origin + "/click-conversion"
+        spec = self.point_at(base, sandbox, 1000)
+        spec.update({"from": api_time(PERIOD_START), "to": api_time(PERIOD_END)})
+        started = time.monotonic()
+        rows = self.crawl(base, sandbox, spec["pixel_id"], PERIOD_START, PERIOD_END)
         seconds = time.monotonic() - started
+        day_rows = self.crawl(base, sandbox, spec["pixel_id"], PERIOD_START, ONE_DAY_END)
+        # Ours asks ``from`` one second early (its window filter keeps the window exact): warm those too, so
+        # that no measured run of ours pays for the live sandbox building its pages.
+        early = PERIOD_START - timedelta(seconds=1)
+        self.crawl(base, sandbox, spec["pixel_id"], early, PERIOD_END)
+        self.crawl(base, sandbox, spec["pixel_id"], early, ONE_DAY_END)
         log(
             f"replay front for {events:,} events warmed: {rows:,} rows from the live sandbox in {seconds:.1f} s "
-            f"({rows / seconds:,.0f} rows/s), {front.cached_bytes() / MIB:.0f} MiB cached"
+            f"({rows / seconds:,.0f} rows/s), one day {day_rows:,} rows, {front.cached_bytes() / MIB:.0f} MiB cached"
         )
-        self.live_rate = rows / seconds
+        self.live_rates[events] = rows / seconds
         front.misses = front.hits = 0
+        self._fronts[events] = (sandbox, front, spec)
         return sandbox, front, spec
+
+    def use(self, events: int, latency_ms: float) -> dict[str, Any]:
+        """Serve the next runs from the replay front of ``events``, with ``latency_ms``; return the spec."""
+        sandbox, front, spec = self.replay(events)
+        front.latency_ms = latency_ms
+        self.front = front
+        self.point_at(spec["base_url"], sandbox, 1000)
+        return spec
+
+    def drop_fronts(self, scenario: str) -> None:
+        """Stop every replay front, noting any request that missed its cache during the measured runs."""
+        for n, (sandbox, front, _) in self._fronts.items():
+            if front.misses:
+                self.report.notes.append(f"{scenario}, N={n:,}: {front.misses} request(s) missed the replay cache.")
+            front.stop()
+            sandbox.stop()
+        self._fronts.clear()
+        self.front = None
+
+    @contextlib.contextmanager
+    def scenario(self, name: str) -> Iterator[None]:
+        """Time one scenario for the 'what ran, for how long' table."""
+        log(f"-- {name}")
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.report.durations.append((name, time.monotonic() - started))
+            log(f"-- {name}: {time.monotonic() - started:.0f} s")
 
     # -- scenarios -----------------------------------------------------------------------------------
 
-    def extraction(self, sizes: list[int]) -> dict[int, dict[str, Run]]:
+    def extraction(self) -> dict[int, dict[str, Run]]:
         results: dict[int, dict[str, Run]] = {}
-        live_rates = {}
-        for n in sizes:
-            sandbox, front, spec = self.replay(n)
-            live_rates[n] = self.live_rate
-            tools = ("floor", "ours", "httpop", "dlt", "floor_airflow", "ours_nogc")
-            repeats: dict[str, list[Run]] = {tool: [] for tool in tools}
-            for _ in range(self.repeats):  # interleaved, so that drift hits every tool alike
+        for n, repeats in self.plan.extract.items():
+            spec = self.use(n, 0.0)
+            tools = ["floor", "ours", "httpop", "dlt"]
+            if n <= self.plan.diagnostics_up_to:
+                tools += ["floor_airflow", "ours_nogc"]
+            self.report.ran.append(
+                ("1. extraction, 0 ms", f"N={n:,}", f"{repeats} runs of each of {len(tools)} tools, interleaved")
+            )
+            runs: dict[str, list[Run]] = {tool: [] for tool in tools}
+            for _ in range(repeats):  # interleaved, so that drift hits every tool alike
                 for tool in tools:
-                    repeats[tool].append(self.run({"job": "extract", "tool": tool, "n": n, **spec}))
+                    runs[tool].append(self.run({"job": "extract", "tool": tool, "n": n, **spec}))
             results[n] = {}
-            for tool, runs in repeats.items():
-                good = sorted((run for run in runs if run.ok), key=lambda run: run.rows_per_s)
+            for tool, done in runs.items():
+                good = sorted((run for run in done if run.ok), key=lambda run: run.rows_per_s)
                 if not good:
-                    results[n][tool] = runs[-1]
+                    results[n][tool] = done[-1]
                     continue
                 median = good[len(good) // 2]
                 median.spread = (good[0].rows_per_s, good[-1].rows_per_s)
                 results[n][tool] = median
-            if front.misses:
-                self.notes.append(f"Extraction at N={n:,}: {front.misses} request(s) missed the replay cache.")
-            # End-to-end runs reuse the same warmed front.
-            self._fronts[n] = (sandbox, front, spec)
-        self.live_rates = live_rates
         return results
 
-    def end_to_end(self, sizes: list[int], destinations: list[str]) -> dict[tuple[int, str], dict[str, Run]]:
-        results: dict[tuple[int, str], dict[str, Run]] = {}
-        for n in sizes:
-            sandbox, front, spec = self._fronts[n]
-            self.point_at(spec["base_url"], sandbox, 1000)
-            for destination in destinations:
-                results[(n, destination)] = {}
+    def export_run(self, spec: dict[str, Any], n: int, tool: str, destination: str, oneday: bool = False) -> Run:
+        """One export (or, for the floor, one raw fetch) over the full window or its first day."""
+        if destination == "postgres":
+            self.reset_pg()
+        if destination == "s3":
+            self.clear_s3()
+        window = {"from": api_time(PERIOD_START), "to": api_time(ONE_DAY_END), "oneday": True} if oneday else {}
+        if tool == "floor":
+            return self.run({**spec, "job": "extract", "tool": "floor", "n": n, **window})
+        extra = {
+            "job": "export",
+            "tool": tool,
+            "n": n,
+            "destination": destination,
+            "table": OURS_TABLE,
+            "bucket": BUCKET,
+            "s3_endpoint": self.s3_endpoint,
+            "pg_dsn": PG_DSN,
+            "dataset": DLT_DATASET,
+        }
+        run = self.run({**spec, **extra, **window})
+        if run.ok and destination == "postgres":
+            run.result["output_bytes"] = self.pg_bytes(tool)
+        if run.ok and destination == "s3":
+            run.result["output_bytes"] = self.s3_bytes("ours/" if tool == "ours" else "dlt/")
+        return run
+
+    def pairs(self, n: int, spec: dict[str, Any], entries: list[tuple[str, str]]) -> E2EResults:
+        """Each (tool, destination) over the full window, then over one day."""
+        results: E2EResults = {}
+        for tool, destination in entries:
+            if destination == "postgres" and not self.postgres:
+                continue
+            full = self.export_run(spec, n, tool, destination)
+            results[(tool, destination)] = Pair(full, self.export_run(spec, n, tool, destination, oneday=True))
+        return results
+
+    def end_to_end(self) -> dict[int, E2EResults]:
+        """At 0 ms: JSONL and PostgreSQL at every N (dlt in a PythonOperator too at the smallest), S3 once."""
+        results: dict[int, E2EResults] = {}
+        for n in self.plan.e2e:
+            smallest = n == min(self.plan.e2e)
+            spec = self.use(n, 0.0)
+            entries = [("ours", "jsonl"), ("dlt", "jsonl"), ("ours", "postgres"), ("dlt", "postgres")]
+            if smallest:
+                entries.append(("dlt_airflow", "postgres"))
+            results[n] = self.pairs(n, spec, entries)
+            ran = f"one run per tool and destination ({', '.join(f'{t}/{d}' for t, d in entries)}), each also over one day"
+            if smallest:
                 for tool in ("ours", "dlt"):
-                    if destination == "postgres":
-                        self.reset_pg()
-                    if destination == "s3":
-                        self.clear_s3()
-                    extra = {
-                        "job": "export",
-                        "tool": tool,
-                        "n": n,
-                        "destination": destination,
-                        "table": OURS_TABLE,
-                        "bucket": BUCKET,
-                        "s3_endpoint": self.s3_endpoint,
-                        "pg_dsn": PG_DSN,
-                        "dataset": DLT_DATASET,
-                    }
-                    run = self.run({**spec, **extra})
-                    if run.ok and destination == "postgres":
-                        run.result["output_bytes"] = self.pg_bytes(tool)
-                    if run.ok and destination == "s3":
-                        run.result["output_bytes"] = self.s3_bytes("ours/" if tool == "ours" else "dlt/")
-                    results[(n, destination)][tool] = run
-            if front.misses:
-                self.notes.append(f"End-to-end at N={n:,}: {front.misses} request(s) missed the replay cache.")
+                    results[n][(tool, "s3")] = Pair(self.export_run(spec, n, tool, "s3"))
+                ran += "; S3 once per tool, full window only"
+            self.report.ran.append(("2b. end to end, 0 ms", f"N={n:,}", ran))
         self.reset_pg()
         self.clear_s3()
         return results
 
-    def memory(self, sizes: list[int]) -> dict[int, Run]:
+    def latency(self) -> dict[int, E2EResults]:
+        """With latency: the bare loop, ours and dlt into JSONL, PostgreSQL and Parquet, each also over one day."""
+        n = self.plan.latency_events
+        # The live sandbox, not the replay front: it builds each page (its own server time) and then waits
+        # ``latency_ms``, so the server is the bottleneck, as the real API across the internet is.
+        self.front = None
+        self.live = self.sandbox(n, latency_ms=self.latency_ms)
+        spec = self.point_at(self.live.base_url, self.live, 1000)
+        spec.update({"from": api_time(PERIOD_START), "to": api_time(PERIOD_END)})
+        entries = [
+            ("floor", "none"),
+            ("ours", "jsonl"),
+            ("dlt", "jsonl"),
+            ("ours", "postgres"),
+            ("dlt", "postgres"),
+            ("dlt_airflow", "postgres"),
+            ("ours", "parquet"),
+            ("dlt", "parquet"),
+        ]
+        try:
+            results = {n: self.pairs(n, spec, entries)}
+        finally:
+            self.live.stop()
+            self.live = None
+        self.report.ran.append(
+            (
+                f"2. end to end, {self.latency_ms:g} ms",
+                f"N={n:,}",
+                f"one run per tool and destination ({len(entries)}), each also over one day",
+            )
+        )
+        self.reset_pg()
+        return results
+
+    def memory(self) -> dict[int, Run]:
         results = {}
-        for n in sizes:
+        for n in self.plan.memory:
             sandbox = self.sandbox(n, end=LONG_PERIOD_END)
             spec = self.point_at(sandbox.base_url, sandbox, 1000)
             spec.update({"from": api_time(PERIOD_START), "to": api_time(LONG_PERIOD_END)})
-            results[n] = self.run(
-                {"job": "export", "tool": "ours", "n": n, "destination": "jsonl", **spec}, timeout=1500
-            )
+            results[n] = self.run({"job": "export", "tool": "ours", "n": n, "destination": "jsonl", **spec})
             sandbox.stop()
+        self.report.ran.append(
+            ("3c. memory scaling", ", ".join(f"N={n:,}" for n in self.plan.memory), "one run of ours per N")
+        )
         return results
 
-    def rate_limit(self, page_counts: list[int], tools: list[str]) -> dict[tuple[int, str], dict[str, Any]]:
+    def rate_limit(self) -> dict[tuple[int, str], dict[str, Any]]:
         results: dict[tuple[int, str], dict[str, Any]] = {}
-        for pages in page_counts:
+        for pages, tools in self.plan.rate_pages.items():
             for tool in tools:
                 sandbox = self.sandbox(pages * 100, page_size=100, max_page_size=1000, rate_limit=8, rate_window=10.0)
                 spec = self.point_at(sandbox.base_url, sandbox, 100)
                 spec.update({"from": api_time(PERIOD_START), "to": api_time(PERIOD_END)})
-                run = self.run({"job": "ratelimit", "tool": tool, "n": pages * 100, **spec}, timeout=600)
+                run = self.run({"job": "ratelimit", "tool": tool, "n": pages * 100, **spec}, timeout=300)
                 records = sandbox.requests
                 sandbox.stop()
                 api = [r for r in records if r.page_key or r.status == 429]
@@ -495,6 +606,7 @@ class Bench:
                     "pages_done": len(page_hits),
                     "refetched": sum(c - 1 for c in page_hits.values()),
                 }
+            self.report.ran.append(("4. rate limit", f"{pages} pages", f"one run each: {', '.join(tools)}"))
         return results
 
     def long_reset(self, tools: list[str]) -> dict[str, Run]:
@@ -512,585 +624,184 @@ class Bench:
                 "tries": 2,
                 "retry_after": tool == "dlt_retry_after",
             }
-            results[tool] = self.run(spec, timeout=600)
+            results[tool] = self.run(spec, timeout=300)
+        self.report.ran.append(("5. long reset", "20 pages", f"one run each: {', '.join(tools)}"))
         return results
 
-    def profile_missed(self) -> None:
-        """Profile our side of every missed extraction or end-to-end target, at the smallest N."""
-        n = min(self._fronts)
-        sandbox, front, spec = self._fronts[n]
-        self.point_at(spec["base_url"], sandbox, 1000)
-        missed = [label for label, _, status in self.targets if status == mark(False)]
-        if any(label.startswith("Extraction") for label in missed):
-            self.profile({"job": "extract", "tool": "ours", "n": n, **spec}, f"read_events (EventsReader), N={n:,}")
+    def profile_extraction(self) -> None:
+        """Profile ours' reading path at the smallest N when an extraction target is missed."""
+        if not self.report.missed("Extraction"):
+            return
+        n = min(self.plan.extract)
+        spec = self.use(n, 0.0)
+        self.profile({"job": "extract", "tool": "ours", "n": n, **spec}, f"read_events (EventsReader), N={n:,}, 0 ms")
+
+    def profile_exports(self, prefix: str, n: int, latency_ms: float) -> None:
+        """Profile our export to each destination whose speed target (label starting ``prefix``) is missed."""
+        missed = self.report.missed(prefix, f"{latency_ms:g} ms")
+        spec = self.use(n, latency_ms)
         for destination in ("jsonl", "postgres"):
-            # Only a missed speed criterion is worth a CPU profile; the RSS one is explained above.
-            slow = [v for label, v, st in self.targets if DEST_NAMES[destination] in label and "rows/s (missed)" in v]
-            if slow:
-                self.reset_pg()
-                extra = {"job": "export", "tool": "ours", "n": n, "destination": destination, "table": OURS_TABLE}
-                self.profile({**spec, **extra}, f"Our export to {DEST_NAMES[destination]}, N={n:,}")
+            if not any(rp.DEST_NAMES[destination] in target.label for target in missed):
+                continue
+            self.reset_pg()
+            extra = {"job": "export", "tool": "ours", "n": n, "destination": destination, "table": OURS_TABLE}
+            label = f"Our export to {rp.DEST_NAMES[destination]}, N={n:,}, {latency_ms:g} ms"
+            self.profile({**spec, **extra}, label)
         self.reset_pg()
 
     def import_footprint(self) -> list[tuple[str, str, float]]:
-        """RSS of a fresh interpreter after each import stage of ours and of dlt: the memory profile of set-up."""
+        """RSS of a fresh interpreter after each import stage, in each venv: the memory profile of set-up."""
         rows = []
-        for venv, label, statement in FOOTPRINT_STAGES:
-            python = DLT_PY if venv == "dlt" else AIRFLOW_PY
+        for venv, label, statement in rp.FOOTPRINT_STAGES:
             code = f"{statement}\nprint([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')][0])"
             try:
                 out = subprocess.run(
-                    [python, "-c", code], env=self.env, capture_output=True, text=True, timeout=120, check=True
+                    [PYTHONS[venv], "-c", code], env=self.env, capture_output=True, text=True, timeout=120, check=True
                 )
                 rows.append((venv, label, int(out.stdout.strip().splitlines()[-1]) / 1024))
-            except (subprocess.SubprocessError, ValueError, IndexError) as err:
-                self.notes.append(f"Import footprint of '{label}' not measured: {type(err).__name__}")
+            except (subprocess.SubprocessError, OSError, ValueError, IndexError) as err:
+                self.report.notes.append(f"Import footprint of '{label}' not measured: {type(err).__name__}")
         return rows
 
     def profile(self, spec: dict[str, Any], label: str) -> None:
         """Run one worker again under pyinstrument and keep the summary for RESULTS.md."""
-        path = self.tmp / f"profile-{len(self.profiles)}.txt"
+        path = self.tmp / f"profile-{len(self.report.profiles)}.txt"
         env = {**self.env, "BENCH_PROFILE": str(path)}
         self.run(spec, env=env)
         if path.exists():
             text = "\n".join(path.read_text().strip().splitlines()[:90])
-            self.profiles.append(f"#### {label}\n\n```text\n{text}\n```\n")
+            self.report.profiles.append(f"#### {label}\n\n```text\n{text}\n```\n")
 
+    @property
+    def postgres(self) -> bool:
+        return self._postgres
 
-# -- reporting ---------------------------------------------------------------------------------------
-
-
-def mib(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def fmt_rate(run: Run) -> str:
-    return f"{run.rows_per_s:,.0f}" if run.ok else "failed"
-
-
-def versions(python: str, packages: list[str]) -> dict[str, str]:
-    code = (
-        "import importlib.metadata as m, json, sys\n"
-        "out = {'python': sys.version.split()[0]}\n"
-        f"for p in {packages!r}:\n"
-        "    try: out[p] = m.version(p)\n"
-        "    except m.PackageNotFoundError: pass\n"
-        "print(json.dumps(out))"
-    )
-    try:
-        return json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
-    except Exception:
-        return {}
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError):
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f"{kib / 1024 / 1024:.0f} GiB"
-    return {"cores": str(os.cpu_count()), "cpu": cpu, "memory": memory, "os": platform.platform()}
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "n/a"
-
-
-def mark(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
-
-
-TOOL_NAMES = {
-    "floor": "raw requests loop (floor)",
-    "ours": "read_events (the operators' EventsReader, behind PrisjaktHook.iter_events)",
-    "httpop": "HttpOperator + pagination_function",
-    "httpop_retry": "HttpOperator + pagination_function + retry_args",
-    "dlt": "dlt rest_api (header_link paginator)",
-    "dlt_retry_after": "dlt rest_api, API sends Retry-After",
-    "floor_airflow": "*diagnostic:* floor loop in a process with ours' imports",
-    "ours_nogc": "*diagnostic:* read_events, cyclic GC off",
-}
-DEST_NAMES = {
-    "jsonl": "local gzip JSONL",
-    "parquet": "local Parquet",
-    "postgres": "PostgreSQL",
-    "s3": "S3 (moto server), gzip JSONL",
-}
-
-
-# What each worker imports before its clock starts, stage by stage (see Bench.import_footprint).
-FOOTPRINT_STAGES = [
-    ("ours", "the interpreter alone", "pass"),
-    ("ours", "+ requests", "import requests"),
-    ("ours", "+ Airflow (`import airflow.sdk`)", "import requests, airflow.sdk"),
-    (
-        "ours",
-        "+ this provider's hook and operators",
-        "import requests, airflow.sdk\n"
-        "import airflow_provider_prisjakt.transfers.prisjakt_to_sql, airflow_provider_prisjakt.export.sinks.object_store",
-    ),
-    ("dlt", "the interpreter alone", "pass"),
-    ("dlt", "+ dlt and its rest_api source", "import dlt\nfrom dlt.sources.rest_api import rest_api_source"),
-]
-
-
-def report_footprint(bench: Bench, rows: list[tuple[str, str, float]]) -> None:
-    lines = [
-        "## 2b. Where the set-up RSS comes from",
-        "",
-        "RSS of a fresh interpreter after each stage of imports, in each venv; each row adds to the one "
-        "above it. This is the memory profile behind the peak-RSS ratios of section 2: the peak of an "
-        "export is its set-up plus what the work adds (*peak − set-up*).",
-        "",
-        "| venv | stage | RSS MiB | added MiB |",
-        "|---|---|---:|---:|",
-    ]
-    previous: dict[str, float] = {}
-    for venv, label, rss in rows:
-        added = rss - previous[venv] if venv in previous else None
-        previous[venv] = rss
-        name = "`bench/.venv` (ours)" if venv == "ours" else "`bench/.venv-dlt`"
-        lines.append(f"| {name} | {label} | {rss:.0f} | {'' if added is None else f'{added:+.0f}'} |")
-    lines.append("")
-    bench.sections.append("\n".join(lines))
-    bench.footprint = rows
-
-
-def report_extraction(bench: Bench, results: dict[int, dict[str, Run]]) -> None:
-    lines = [
-        "## 1. Extraction",
-        "",
-        "Fetch every event of one pixel, page size 1,000, no rate limit. Served by the replay front "
-        "(the sandbox's own responses, recorded once; see README), so the client is the bottleneck. "
-        "rows/s is over the fetch only (imports and set-up excluded); CPU is the client process's CPU "
-        "time during the fetch. Peak RSS is the process's high-water mark (VmHWM); *set-up RSS* is the "
-        "RSS after imports, before the first request (Airflow's import alone is most of ours and "
-        "HttpOperator's). Every worker runs one full garbage collection after its imports and before "
-        "the clock starts, so the garbage its imports left behind is not collected inside the timed "
-        "section.",
-        "",
-        f"Each tool ran {bench.repeats} times per N, interleaved; the table shows the run with the median "
-        "rows/s and the min–max range of all runs.",
-        "",
-        "| N | tool | rows | rows/s (median) | min–max rows/s | × floor | CPU µs/row | peak RSS MiB | set-up RSS MiB | peak − set-up MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for n, runs in results.items():
-        floor = runs["floor"].rows_per_s
-        for tool, run in runs.items():
-            if not run.ok:
-                lines.append(f"| {n:,} | {TOOL_NAMES[tool]} | failed: {run.error} | | | | | | | |")
-                continue
-            cpu_us = run.result["cpu_s"] / max(run.rows, 1) * 1e6
-            spread = f"{run.spread[0]:,.0f}–{run.spread[1]:,.0f}" if run.spread else ""
-            lines.append(
-                f"| {n:,} | {TOOL_NAMES[tool]} | {run.rows:,} | {run.rows_per_s:,.0f} | {spread} | {ratio(run.rows_per_s, floor)} | "
-                f"{cpu_us:.1f} | {mib(run.peak_mib)} | {mib(run.setup_mib)} | {mib(run.peak_mib - run.setup_mib)} |"
-            )
-    live = ", ".join(f"N={n:,}: {rate:,.0f} rows/s" for n, rate in bench.live_rates.items())
-    lines += [
-        "",
-        "The two *diagnostic* rows are not tools. The floor loop run after importing what ours "
-        "imports shows the cost of living in an Airflow-sized heap alone; ours with the cyclic garbage "
-        "collector off shows what collections cost ours. Ours decodes pages with `msgspec` (a "
-        "dependency of Airflow itself) where the floor uses the standard library's `json`, and drops "
-        "repeated records a page at a time with set operations.",
-        "",
-        f"For scale: the live sandbox itself serves {live} (measured while warming the replay front, "
-        "raw requests loop). Against the live sandbox every tool would measure that same number.",
-        "",
-    ]
-    bench.sections.append("\n".join(lines))
-    for n, runs in results.items():
-        if runs["ours"].ok and runs["floor"].ok:
-            value = runs["ours"].rows_per_s / runs["floor"].rows_per_s
-            cpu = (runs["floor"].result["cpu_s"] / runs["floor"].rows) / (
-                runs["ours"].result["cpu_s"] / runs["ours"].rows
-            )
-            bench.targets.append(
-                (
-                    f"Extraction ≥ {TARGET_EXTRACTION}× floor rows/s (N={n:,})",
-                    f"{value:.2f}× rows/s (by CPU time per row: {cpu:.2f}×)",
-                    mark(value >= TARGET_EXTRACTION),
-                )
+    def check_postgres(self) -> None:
+        """PostgreSQL's rows run only when it answers; otherwise a note says they are missing."""
+        try:
+            self.reset_pg()
+            self._postgres = True
+        except Exception as err:
+            self._postgres = False
+            self.report.notes.append(
+                f"PostgreSQL at 127.0.0.1:5432 was not reachable ({type(err).__name__}); its rows are missing."
             )
 
-
-def report_e2e(bench: Bench, results: dict[tuple[int, str], dict[str, Run]]) -> None:
-    lines = [
-        "## 2. End-to-end export",
-        "",
-        "Export every event of the pixel into the destination, from the replay front. Ours: the "
-        "operator's `execute()` outside a DAG (local folders through the package's `LocalFolderSink`; "
-        "`PrisjaktToS3Operator`; `PrisjaktToSqlOperator` with `write_disposition='merge'`). dlt: "
-        "`pipeline.run(rest_api_source)` into `filesystem` (local `file://` or `s3://` on moto; "
-        "`jsonl` is gzip-compressed by dlt's default) or `postgres` (`write_disposition='merge'`, "
-        "primary key `id`). Output bytes: files written (dlt: the `events` table folder), "
-        "`pg_total_relation_size` of the table, or the objects under the prefix.",
-        "",
-        "| N | destination | tool | rows | rows/s | peak RSS MiB | peak − set-up MiB | output bytes | ours/dlt rows/s | ours/dlt peak RSS |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for (n, destination), runs in results.items():
-        ours, dlt = runs.get("ours"), runs.get("dlt")
-        both = ours is not None and dlt is not None and ours.ok and dlt.ok
-        for tool, run in runs.items():
-            if not run.ok:
-                lines.append(f"| {n:,} | {DEST_NAMES[destination]} | {tool} | failed: {run.error} | | | | | | |")
-                continue
-            out = run.result.get("output_bytes")
-            speed = ratio(ours.rows_per_s, dlt.rows_per_s) if both and tool == "ours" else ""
-            rss = ratio(ours.peak_mib, dlt.peak_mib) if both and tool == "ours" else ""
-            lines.append(
-                f"| {n:,} | {DEST_NAMES[destination]} | {tool} | {run.rows:,} | {run.rows_per_s:,.0f} | "
-                f"{mib(run.peak_mib)} | {mib(run.peak_mib - run.setup_mib)} | "
-                f"{out:,} | {speed} | {rss} |".replace("| None |", "| – |")
-                if out is not None
-                else f"| {n:,} | {DEST_NAMES[destination]} | {tool} | {run.rows:,} | {run.rows_per_s:,.0f} | "
-                f"{mib(run.peak_mib)} | {mib(run.peak_mib - run.setup_mib)} | – | {speed} | {rss} |"
-            )
-        if destination in ("jsonl", "postgres"):
-            label = f"End-to-end {DEST_NAMES[destination]} ≥ {TARGET_E2E_SPEED}× dlt rows/s at ≤ half its peak RSS (N={n:,})"
-            if both:
-                speed_ok = ours.rows_per_s >= TARGET_E2E_SPEED * dlt.rows_per_s
-                rss_ok = ours.peak_mib <= TARGET_E2E_RSS * dlt.peak_mib
-                work_ok = (ours.peak_mib - ours.setup_mib) <= TARGET_E2E_RSS * (dlt.peak_mib - dlt.setup_mib)
-                value = (
-                    f"{ours.rows_per_s / dlt.rows_per_s:.2f}× rows/s ({'met' if speed_ok else 'missed'}); "
-                    f"peak RSS {ours.peak_mib / dlt.peak_mib:.2f}× ({'met' if rss_ok else 'missed'}); "
-                    f"peak above set-up {(ours.peak_mib - ours.setup_mib) / max(dlt.peak_mib - dlt.setup_mib, 1e-9):.2f}× "
-                    f"({'met' if work_ok else 'missed'})"
-                )
-                bench.targets.append((label, value, mark(speed_ok and rss_ok)))
-            else:
-                missing = "ours" if ours is None or not ours.ok else "dlt"
-                bench.targets.append(
-                    (
-                        label,
-                        f"{missing} did not run: {(ours if missing == 'ours' else dlt).error if (ours if missing == 'ours' else dlt) else 'pending'}",
-                        "not measured",
-                    )
-                )
-    lines.append("")
-    bench.sections.append("\n".join(lines))
+    def postgres_version(self) -> str:
+        with contextlib.suppress(Exception), contextlib.closing(self.pg()) as conn, conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            return str(cur.fetchone()[0])
+        return "unknown"
 
 
-def report_memory(bench: Bench, results: dict[int, Run]) -> None:
-    lines = [
-        "## 3. Memory scaling",
-        "",
-        "Our export (local gzip JSONL, default `max_rows_per_file` = 1,000,000) of one pixel over a "
-        "60-day window, served by the live sandbox (no replay: nothing held in the driver).",
-        "",
-        "| N | rows | rows/s | peak RSS MiB | Δ peak vs smallest N, MiB |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    base = None
-    for n, run in results.items():
-        if not run.ok:
-            lines.append(f"| {n:,} | failed: {run.error} | | | |")
-            continue
-        base = run.peak_mib if base is None else base
-        lines.append(
-            f"| {n:,} | {run.rows:,} | {run.rows_per_s:,.0f} | {run.peak_mib:,.1f} | {run.peak_mib - base:+.1f} |"
-        )
-    lines.append("")
-    bench.sections.append("\n".join(lines))
-    sizes = [n for n, run in results.items() if run.ok]
-    if len(sizes) >= 2:
-        delta = results[sizes[-1]].peak_mib - results[sizes[0]].peak_mib
-        bench.targets.append(
-            (
-                f"Peak RSS at {sizes[-1]:,} within {TARGET_FLAT_MIB:.0f} MiB of {sizes[0]:,}",
-                f"{delta:+.1f} MiB",
-                mark(delta <= TARGET_FLAT_MIB),
-            )
-        )
-
-
-def report_rate_limit(bench: Bench, results: dict[tuple[int, str], dict[str, Any]]) -> None:
-    lines = [
-        "## 4. Rate-limit scenario",
-        "",
-        "The sandbox allows 8 requests per fixed 10-second window (the window starts at the first "
-        "request); page size 100. *Elapsed* is the time from the first to the last request as the "
-        "sandbox saw them; *ideal* is the least the limit allows: (⌈pages/8⌉ − 1) × 10 s. Ours and dlt "
-        "write gzip JSONL to a local folder; HttpOperator collects the pages. The API sends no "
-        "`Retry-After` (the sandbox default), only `X-RateLimit-*`.",
-        "",
-        "| pages | tool | outcome | elapsed s | ideal s | elapsed / ideal | 429s | requests sent | pages fetched | client wall s |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for (pages, tool), data in results.items():
-        run: Run = data["run"]
-        error = run.result.get("error") or run.error
-        outcome = "completed" if run.ok and not error and run.rows else f"failed ({error})"
-        ratio_text = f"{data['span_s'] / data['ideal_s']:.3f}" if data["ideal_s"] and not error else "–"
-        lines.append(
-            f"| {pages} | {TOOL_NAMES[tool]} | {outcome} | {data['span_s']:.2f} | {data['ideal_s']:.0f} | {ratio_text} | "
-            f"{data['status_429']} | {data['requests']} | {data['pages_done']} | {run.result.get('wall_s', 0):.2f} |"
-        )
-        if tool == "ours":
-            ok = (
-                not error
-                and data["status_429"] == 0
-                and data["ideal_s"] > 0
-                and data["span_s"] <= (1 + TARGET_RATE_SLACK) * data["ideal_s"]
-            )
-            bench.targets.append(
-                (
-                    f"Rate limit, {pages} pages: zero 429s and within {TARGET_RATE_SLACK:.0%} of ideal",
-                    f"{data['status_429']} × 429; {data['span_s']:.2f} s vs {data['ideal_s']:.0f} s",
-                    mark(ok),
-                )
-            )
-    lines.append("")
-    bench.sections.append("\n".join(lines))
-
-
-def report_long_reset(bench: Bench, results: dict[str, Run]) -> None:
-    lines = [
-        "## 5. Long reset (300 s) mid-export",
-        "",
-        "20 pages of 100 events; the sandbox allows 8 requests per 300-second window, so every tool "
-        "meets a 300 s reset after page 8 and again after page 16. Nobody waits 300 s for real: the "
-        "sandbox runs inside the measured process and `time.sleep` is replaced by a virtual clock "
-        "that records each sleep, skips it, and resets the sandbox's window once the skipped time "
-        "passes the window's end (exactly what real waiting would do).",
-        "",
-        "- **Ours** (`deferrable=True`): `execute()` runs until `TaskDeferred`. *Held* is the time from "
-        "the response that spent the budget (`X-RateLimit-Remaining: 0`) until `TaskDeferred` is "
-        "raised (the worker is free from then on). The triggerer's wait is skipped on the virtual "
-        "clock; then a fresh operator resumes with `resume_execution(...)` from the event the "
-        "trigger would send (its `resume` checkpoint), until the export completes.",
-        "- **Peers**: *held* is the time from the response that spent the budget to the end of the "
-        "attempt (real time plus the sleeps they asked for). A failed attempt is retried once after "
-        "Airflow's default `retry_delay` (300 s, skipped, not held) and starts again from page 1.",
-        "",
-        "| tool | outcome | attempts / deferrals | worker held after the budget ran out, s | sleeps asked for, s | pages fetched twice | distinct pages | 429s | requests |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for tool, run in results.items():
-        if not run.ok:
-            lines.append(f"| {TOOL_NAMES[tool]} | failed: {run.error} | | | | | | | |")
-            continue
-        r = run.result
-        attempts = r["attempts"]
-        kinds = Counter(a["result"] for a in attempts)
-        summary = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-        slept = sum(a.get("slept_s", 0) for a in attempts)
-        errors = {a.get("error") for a in attempts if a.get("error")}
-        outcome = r["outcome"] + (f" ({'; '.join(sorted(e for e in errors if e))[:90]})" if errors else "")
-        lines.append(
-            f"| {TOOL_NAMES[tool]} | {outcome} | {summary} | {r['held_s']:.2f} | {slept:.0f} | {r['pages_refetched']} | "
-            f"{r['distinct_pages']} of 20 | {r['status_429']} | {r['requests']} |"
-        )
-        if tool == "ours":
-            ok = r["outcome"] == "completed" and r["pages_refetched"] == 0 and r["held_s"] < 1.0
-            bench.targets.append(
-                (
-                    "Long reset: ~0 s held, no page fetched twice",
-                    f"{r['held_s']:.2f} s held; {r['pages_refetched']} pages twice",
-                    mark(ok),
-                )
-            )
-    lines += [
-        "",
-        "Per attempt (held s / sleeps s / pages answered / 429s):",
-        "",
-    ]
-    for tool, run in results.items():
-        if run.ok:
-            parts = [
-                f"{a['result']} {a['held_s']:.2f}/{a.get('slept_s', 0):.0f}/{a.get('pages_ok', a.get('rows', '–'))}/{a.get('status_429', 0)}"
-                for a in run.result["attempts"]
-            ]
-            lines.append(f"- {TOOL_NAMES[tool]}: " + "; ".join(parts))
-    lines.append("")
-    bench.sections.append("\n".join(lines))
-
-
-def analysis(
-    extraction: dict[int, dict[str, Run]] | None,
-    e2e: dict[tuple[int, str], dict[str, Run]] | None,
-    footprint: list[tuple[str, str, float]],
-) -> list[str]:
-    """Explain the missed throughput and memory targets from the measured runs themselves."""
-    lines: list[str] = []
-    stages = {(venv, label): rss for venv, label, rss in footprint}
-    with_airflow = stages.get(("ours", FOOTPRINT_STAGES[2][1]))
-    before_airflow = stages.get(("ours", FOOTPRINT_STAGES[1][1]))
-    airflow_share = (
-        f" Section 2b shows where it comes from: importing Airflow adds {with_airflow - before_airflow:.0f} MiB "
-        f"to an interpreter that already has requests ({before_airflow:.0f} MiB)."
-        if with_airflow and before_airflow
-        else ""
-    )
-    if extraction:
-        for n, runs in extraction.items():
-            needed = ("floor", "ours", "floor_airflow", "ours_nogc")
-            if not all(runs.get(tool) is not None and runs[tool].ok for tool in needed):
-                continue
-            floor, ours = runs["floor"].rows_per_s, runs["ours"].rows_per_s
-            heap, nogc = runs["floor_airflow"].rows_per_s, runs["ours_nogc"].rows_per_s
-            if ours >= TARGET_EXTRACTION * floor:
-                continue
-            lines.append(
-                f"- **Extraction, N={n:,}: ours at {ours / floor:.2f}× the floor.** The floor loop run in a "
-                f"process with ours' imports reaches {heap / floor:.2f}× the floor, and ours with the cyclic "
-                f"garbage collector off reaches {nogc / floor:.2f}× ({nogc / ours:.2f}× itself). With "
-                "Airflow imported, each full collection walks some 160k objects. The rest of the gap is "
-                "the record-level API: `read_events` yields records one by one through a generator, where "
-                "the floor, dlt and HttpOperator hand over whole pages. The profile below shows where the "
-                "time goes."
-            )
-    if e2e:
-        for (n, destination), runs in e2e.items():
-            ours, dlt = runs.get("ours"), runs.get("dlt")
-            if destination not in ("jsonl", "postgres") or not (ours and dlt and ours.ok and dlt.ok):
-                continue
-            if ours.peak_mib <= TARGET_E2E_RSS * dlt.peak_mib:
-                continue
-            lines.append(
-                f"- **{DEST_NAMES[destination]}, N={n:,}: peak RSS {ours.peak_mib:.0f} MiB against dlt's "
-                f"{dlt.peak_mib:.0f} MiB.** {ours.setup_mib:.0f} MiB of ours is there before the first "
-                f"request: the interpreter with Airflow and the provider imported.{airflow_share} dlt's venv "
-                f"has no Airflow ({dlt.setup_mib:.0f} MiB at the same point). The export itself adds "
-                f"{ours.peak_mib - ours.setup_mib:.0f} MiB to ours and {dlt.peak_mib - dlt.setup_mib:.0f} MiB "
-                "to dlt. Inside an Airflow worker both would pay the Airflow import, so *peak − set-up* is the "
-                "comparable figure. No change in our code can meet the target as written: ours needs Airflow "
-                "to run at all."
-            )
-    return lines
-
-
-def write_results(bench: Bench, path: Path, mode: str) -> None:
-    airflow_side = versions(
-        AIRFLOW_PY,
-        [
-            "airflow-provider-prisjakt",
-            "apache-airflow",
-            "apache-airflow-task-sdk",
-            "apache-airflow-providers-http",
-            "apache-airflow-providers-amazon",
-            "apache-airflow-providers-common-sql",
-            "apache-airflow-providers-postgres",
-            "requests",
-            "urllib3",
-            "pyarrow",
-            "psycopg2-binary",
-            "boto3",
-            "moto",
-            "tenacity",
-            "pyinstrument",
-        ],
-    )
-    dlt_side = versions(DLT_PY, ["dlt", "requests", "pyarrow", "psycopg2-binary", "s3fs", "tenacity", "orjson"])
-    postgres = "unknown"
-    with contextlib.suppress(Exception), contextlib.closing(bench.pg()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW server_version")
-        postgres = cur.fetchone()[0]
-    host = machine()
-    total = time.monotonic() - bench.started
-    lines = [
-        "# Benchmark results",
-        "",
-        f"Generated by `make bench` ({mode}) on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; the whole run took "
-        f"{total / 60:.1f} min. Every figure below comes from this one run on this machine, against the "
-        "same sandbox data (seed 42, one pixel). Each measured tool ran in its own process, one at a time.",
-        "",
-        f"- Machine: {host['cores']} cores ({host['cpu']}), {host['memory']} RAM, {host['os']}",
-        f"- Python {airflow_side.get('python', '?')} in both benchmark venvs; PostgreSQL {postgres}",
-        "- `bench/.venv` (ours, the floor, HttpOperator): "
-        + ", ".join(f"{k} {v}" for k, v in airflow_side.items() if k != "python"),
-        "- `bench/.venv-dlt` (dlt): " + ", ".join(f"{k} {v}" for k, v in dlt_side.items() if k != "python"),
-        "",
-        "How to read this: see `bench/README.md`. Ratios are the figures to compare; absolute rows/s "
-        "depend on this machine.",
-        "",
-        "## Targets",
-        "",
-        "| target | measured | status |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {label} | {value} | {status} |" for label, value, status in bench.targets]
-    lines.append("")
-    lines += bench.sections
-    explained = analysis(bench.extraction_results, bench.e2e_results, bench.footprint)
-    if explained:
-        lines += ["## Why the missed targets are missed", "", *explained, ""]
-    if bench.profiles:
-        lines += ["## Profiles of missed targets", ""] + bench.profiles
-    bench.notes.append(
-        f"Contention guard: before each measured run the driver waited (up to {QUIET_MAX_WAIT:.0f} s per run, "
-        f"{QUIET_TOTAL_WAIT:.0f} s in all) until "
-        f"other processes used less than {QUIET_BUSY_CORES} of a core. {bench.noisy_runs} of {len(bench.runs)} "
-        "runs started without that quiet (the machine is shared with other engineers' test runs); the "
-        "interleaved repetitions and the CPU-time columns are the figures least affected by it."
-    )
-    if bench.notes:
-        lines += ["## Notes", ""] + [f"- {note}" for note in bench.notes] + [""]
-    path.write_text("\n".join(lines).rstrip() + "\n")
-    log(f"wrote {path}")
+def run_scenarios(bench: Bench, only: set[str]) -> None:
+    report = bench.report
+    if "extract" in only:
+        with bench.scenario("1. extraction, 0 ms"):
+            extraction = bench.extraction()
+            rp.report_extraction(report, extraction, bench.plan.extract, bench.live_rates)
+            bench.profile_extraction()
+    if "e2e" in only:
+        with bench.scenario("2b. end to end, 0 ms"):
+            bench.e2e_results = bench.end_to_end()
+            rp.speed_targets(report, 0.0, bench.e2e_results)
+            bench.profile_exports("End to end", min(bench.plan.e2e), 0.0)
+    bench.drop_fronts("Extraction and end to end at 0 ms")
+    if "latency" in only:
+        with bench.scenario(f"2. end to end, {bench.latency_ms:g} ms"):
+            bench.latency_results = bench.latency()
+            rp.speed_targets(report, bench.latency_ms, bench.latency_results)
+            rp.explain_latency(report, bench.latency_ms, bench.latency_results)
+            bench.profile_exports("End to end", bench.plan.latency_events, bench.latency_ms)
+        bench.drop_fronts(f"End to end at {bench.latency_ms:g} ms")
+    for results, latency_ms, heading in (
+        (
+            bench.latency_results,
+            bench.latency_ms,
+            f"## 2. End to end, {bench.latency_ms:g} ms latency (the network decides)",
+        ),
+        (bench.e2e_results, 0.0, "## 2b. End to end, 0 ms latency (the client's CPU decides)"),
+    ):
+        if results:
+            rp.report_e2e(report, heading, latency_ms, results)
+            n = max(results)
+            rp.memory_targets(report, f"{latency_ms:g} ms", n, results[n])
+    memory_rows = [row for n, r in bench.latency_results.items() for row in rp.memory_rows(bench.latency_ms, n, r)]
+    memory_rows += [row for n, r in bench.e2e_results.items() for row in rp.memory_rows(0.0, n, r)]
+    if memory_rows:
+        rp.report_memory_added(report, memory_rows)
+        with bench.scenario("3b. set-up RSS by import stage"):
+            rp.report_footprint(report, bench.import_footprint())
+    if "memory" in only:
+        with bench.scenario("3c. memory scaling"):
+            rp.report_memory_scaling(report, bench.memory())
+    if "ratelimit" in only:
+        with bench.scenario("4. rate limit"):
+            rp.report_rate_limit(report, bench.rate_limit())
+    if "longreset" in only:
+        with bench.scenario("5. long reset"):
+            tools = ["ours", "dlt", "dlt_retry_after", "httpop", "httpop_retry"]
+            rp.report_long_reset(report, bench.long_reset(tools))
+    rp.summarize(report, bench.latency_ms, bench.latency_results, bench.e2e_results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for trying the harness out")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--only", default="", help="comma-separated scenarios: extract,e2e,memory,ratelimit,longreset")
+    parser.add_argument("--only", default="", help=f"comma-separated scenarios: {','.join(SCENARIOS)}")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="latency of the 'latency' scenario")
     args = parser.parse_args()
-    only = set(filter(None, args.only.split(","))) or {"extract", "e2e", "memory", "ratelimit", "longreset"}
-    if args.quick:
-        sizes, memory_sizes, pages = [20_000, 50_000], [20_000, 100_000], [12]
-    else:
-        sizes, memory_sizes, pages = [100_000, 1_000_000], [100_000, 1_000_000, 5_000_000], [20, 40]
-    bench = Bench(args.quick, Path(args.out))
+    only = set(filter(None, args.only.split(","))) or set(SCENARIOS)
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    mode = "quick mode" if args.quick else "full run"
+    if only != set(SCENARIOS):
+        mode += f", only {', '.join(s for s in SCENARIOS if s in only)}"
+    bench = Bench(QUICK if args.quick else FULL, mode, args.latency_ms)
+    unconstrained = HERE / ".venv-dlt-airflow" / ".unconstrained"
+    if unconstrained.exists():
+        bench.report.unconstrained = unconstrained.read_text().split()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop moto
     bench.start_services()
     try:
-        destinations = ["jsonl", "parquet", "postgres", "s3"]
-        try:
-            bench.reset_pg()
-        except Exception as err:
-            destinations.remove("postgres")
-            bench.reset_pg = lambda: None  # type: ignore[method-assign]
-            bench.notes.append(
-                f"PostgreSQL at 127.0.0.1:5432 was not reachable ({type(err).__name__}); its rows are missing."
-            )
-        if "extract" in only or "e2e" in only:
-            extraction = bench.extraction(sizes) if "extract" in only else None
-            if extraction is None:
-                for n in sizes:
-                    bench._fronts[n] = bench.replay(n)
-                    bench.live_rates[n] = bench.live_rate
-            if extraction is not None:
-                report_extraction(bench, extraction)
-                bench.extraction_results = extraction
-            if "e2e" in only:
-                bench.e2e_results = bench.end_to_end(sizes, destinations)
-                report_e2e(bench, bench.e2e_results)
-                report_footprint(bench, bench.import_footprint())
-            bench.profile_missed()
-            for sandbox, front, _ in bench._fronts.values():
-                front.stop()
-                sandbox.stop()
-            bench._fronts.clear()
-        if "memory" in only:
-            report_memory(bench, bench.memory(memory_sizes))
-        if "ratelimit" in only:
-            report_rate_limit(bench, bench.rate_limit(pages, ["ours", "dlt", "httpop_retry", "httpop"]))
-        if "longreset" in only:
-            report_long_reset(bench, bench.long_reset(["ours", "dlt", "dlt_retry_after", "httpop", "httpop_retry"]))
+        bench.check_postgres()
+        run_scenarios(bench, only)
     finally:
+        bench.drop_fronts("Interrupted")
         bench.stop_services()
-    write_results(bench, Path(args.out), "quick mode" if args.quick else "full run")
-    log(f"logs of every run: {bench.logs}")
+    finish(bench, Path(args.out))
+
+
+def finish(bench: Bench, out: Path) -> None:
+    """Write RESULTS.md (keeping the sections other scripts own) and the README summary; print the totals."""
+    report = bench.report
+    started = os.environ.get("BENCH_STARTED")  # epoch seconds, set by `make bench` before the venv builds
+    runs_s = time.monotonic() - bench.started
+    total_s, builds_s = runs_s, None
+    if started:
+        total_s = time.time() - float(started)
+        builds_s = max(0.0, total_s - runs_s)
+    report.notes.append(
+        f"Contention guard: before each measured run the driver waited (up to {QUIET_MAX_WAIT:.0f} s per run, "
+        f"{QUIET_TOTAL_WAIT:.0f} s in all) until other processes used less than {QUIET_BUSY_CORES} of a core. "
+        f"{bench.noisy_runs} of {len(bench.runs)} runs started without that quiet; it waited "
+        f"{QUIET_TOTAL_WAIT - bench.quiet_budget:.0f} s in all."
+    )
+    existing = out if out.exists() else HERE / "RESULTS.md"
+    carried = marked_sections(existing.read_text()) if existing.exists() else []
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rp.write_results(report, out, PYTHONS, bench.postgres_version(), total_s, builds_s, when, carried)
+    log(f"wrote {out} (kept {len(carried)} section(s) other scripts own)")
+    summary = rp.summary_text(report, total_s, when)
+    (HERE / ".last-summary.md").write_text(summary)
+    print("\n" + summary)
+    for name, seconds in report.durations:
+        log(f"{name}: {seconds / 60:.1f} min")
+    if builds_s is not None:
+        log(f"venv builds: {builds_s / 60:.1f} min")
+    log(f"total: {total_s / 60:.1f} min; logs of every run: {bench.logs}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Sections of RESULTS.md that a benchmark script owns: replaced in place between its markers, or added at the end."""
+"""
+Sections of RESULTS.md that a benchmark script owns, between its markers: replaced in place or added at
+the end by that script, and carried over by ``run.py`` when a full run rewrites the rest of the file.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -19,3 +23,11 @@ def write_section(path: Path, section: str, start_mark: str, end_mark: str) -> N
     else:
         text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
     path.write_text(text)
+
+
+MARKED = re.compile(r"^<!-- ([\w-]+):start -->$.*?^<!-- \1:end -->$", re.DOTALL | re.MULTILINE)
+
+
+def marked_sections(text: str) -> list[str]:
+    """Every section of ``text`` between a ``<!-- name:start -->`` and its ``<!-- name:end -->``, markers included, in order."""
+    return [match.group(0) for match in MARKED.finditer(text)]

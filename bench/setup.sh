@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Builds the two benchmark venvs; does nothing when they are up to date.
-#   bench/.venv      Airflow + this package (editable) + the HTTP provider: ours, the floor, HttpOperator,
-#                    and the driver (sandbox, replay front, moto server).
-#   bench/.venv-dlt  dlt alone. It cannot share bench/.venv: under Airflow 3.3.2's constraints
-#                    (fsspec==2026.9.0, botocore 1.44) pip finds no s3fs that dlt[filesystem] accepts.
+# Builds the three benchmark venvs; does nothing when they are up to date.
+#   bench/.venv              Airflow + this package (editable) + the HTTP provider: ours, the floor,
+#                            HttpOperator, and the driver (sandbox, replay front, moto server).
+#   bench/.venv-dlt          dlt alone. It cannot share bench/.venv: under Airflow 3.3.2's constraints
+#                            (fsspec==2026.9.0, botocore 1.44) pip finds no s3fs that dlt[filesystem] accepts.
+#   bench/.venv-dlt-airflow  Airflow + dlt[postgres] (no filesystem extra): dlt run inside an Airflow task
+#                            (PythonOperator), so that it pays Airflow's import as ours does. dlt goes in
+#                            under Airflow's constraints; if pip cannot resolve that, dlt is installed in a
+#                            second call without them and the versions that moved are kept in
+#                            bench/.venv-dlt-airflow/.unconstrained (RESULTS.md lists them).
 # The package itself never depends on anything installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +34,24 @@ if [[ ! -f $stamp || bench/setup.sh -nt $stamp ]]; then
   test -x bench/.venv-dlt/bin/python || "$PYTHON" -m venv bench/.venv-dlt
   bench/.venv-dlt/bin/python -m pip install -q --upgrade pip
   bench/.venv-dlt/bin/python -m pip install -q "dlt[parquet,postgres,filesystem]==$DLT_VERSION" pyinstrument
+  touch "$stamp"
+fi
+
+venv=bench/.venv-dlt-airflow
+stamp="$venv/.bench-installed-$AIRFLOW_VERSION-$DLT_VERSION"
+if [[ ! -f $stamp || bench/setup.sh -nt $stamp || $CONSTRAINTS -nt $stamp ]]; then
+  echo "Building $venv (Airflow $AIRFLOW_VERSION + dlt[postgres] $DLT_VERSION)"
+  test -x $venv/bin/python || "$PYTHON" -m venv $venv
+  $venv/bin/python -m pip install -q --upgrade pip
+  rm -f $venv/.unconstrained
+  if ! $venv/bin/python -m pip install -q -c "$CONSTRAINTS" "apache-airflow==$AIRFLOW_VERSION" \
+    "dlt[postgres]==$DLT_VERSION"; then
+    echo "dlt[postgres]==$DLT_VERSION does not resolve under $CONSTRAINTS: installing it without them"
+    $venv/bin/python -m pip install -q -c "$CONSTRAINTS" "apache-airflow==$AIRFLOW_VERSION"
+    $venv/bin/python -m pip freeze --exclude-editable | sort > $venv/.freeze-constrained
+    $venv/bin/python -m pip install -q "dlt[postgres]==$DLT_VERSION"
+    $venv/bin/python -m pip freeze --exclude-editable | sort \
+      | comm -13 $venv/.freeze-constrained - > $venv/.unconstrained
+  fi
   touch "$stamp"
 fi

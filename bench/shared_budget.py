@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from airflow_provider_prisjakt.testing import PrisjaktSandbox  # noqa: E402
-from tests.integration.budget_workers import (  # noqa: E402
+from airflow_provider_prisjakt.testing.shared_budget import (  # noqa: E402
     END,
     SHOP,
     START,
@@ -37,9 +37,9 @@ from tests.integration.budget_workers import (  # noqa: E402
     shared_client_config,
     window_usage,
 )
-from tests.integration.processes import Job, WorkerPool  # noqa: E402
+from airflow_provider_prisjakt.testing.workers import Job, WorkerPool  # noqa: E402
 
-JOB = "tests.integration.budget_workers:ReadPixel"
+JOB = "airflow_provider_prisjakt.testing.shared_budget:ReadPixel"
 PAGE_SIZE = 10
 SECTION_START = "<!-- shared-budget:start -->"
 SECTION_END = "<!-- shared-budget:end -->"
@@ -183,7 +183,8 @@ def main() -> None:
     try:
         for workers in args.workers:
             pool = WorkerPool(
-                workers, modules=("tests.integration.budget_workers", "airflow_provider_prisjakt.hooks.prisjakt")
+                workers,
+                modules=("airflow_provider_prisjakt.testing.shared_budget", "airflow_provider_prisjakt.hooks.prisjakt"),
             )
             try:
                 for backend in args.backends:

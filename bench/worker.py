@@ -7,8 +7,8 @@ Usage: ``python bench/worker.py '<json spec>'``. The spec names the ``job`` (``e
 process reports what only it can see: rows, the timed section's wall and CPU time, its RSS once
 imports and set-up were done, and output bytes.
 
-This file runs under two interpreters (``bench/.venv`` with Airflow, ``bench/.venv-dlt`` with dlt),
-so it imports nothing of either at module level.
+This file runs under three interpreters (``bench/.venv`` with Airflow, ``bench/.venv-dlt`` with dlt,
+``bench/.venv-dlt-airflow`` with both), so it imports nothing of either at module level.
 """
 
 from __future__ import annotations
@@ -278,8 +278,8 @@ def export_ours(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
     return timer.result(rows=summary["rows"], output_bytes=output, requests=summary.get("requests"))
 
 
-def export_dlt(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
-    """A dlt pipeline from rest_api into filesystem (local or S3) or postgres."""
+def dlt_export(spec: dict[str, Any]) -> tuple[Any, Any, str | None]:
+    """The dlt pipeline, the rest_api source and the loader file format of an export into ``destination``."""
     import dlt
 
     destination = spec["destination"]
@@ -310,14 +310,43 @@ def export_dlt(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
         dataset_name=spec.get("dataset", "prisjakt_dlt"),
         pipelines_dir=spec["work_dir"],
     )
-    with timer.section():
-        info = pipeline.run(source, loader_file_format=file_format)
+    return pipeline, source, file_format
+
+
+def dlt_result(spec: dict[str, Any], pipeline: Any, timer: Timer) -> dict[str, Any]:
+    """Rows dlt normalized, and the bytes of the ``events`` table folder for local files."""
     rows = pipeline.last_trace.last_normalize_info.row_counts.get("events", 0)
     output = None
-    if destination in ("jsonl", "parquet"):
+    if spec["destination"] in ("jsonl", "parquet"):
         output = folder_bytes(os.path.join(spec["out_dir"], spec.get("dataset", "prisjakt_dlt"), "events"))
-    info.raise_on_failed_jobs()
     return timer.result(rows=rows, output_bytes=output)
+
+
+def export_dlt(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
+    """A dlt pipeline from rest_api into filesystem (local or S3) or postgres."""
+    pipeline, source, file_format = dlt_export(spec)
+    with timer.section():
+        info = pipeline.run(source, loader_file_format=file_format)
+    info.raise_on_failed_jobs()
+    return dlt_result(spec, pipeline, timer)
+
+
+def export_dlt_in_airflow(spec: dict[str, Any], timer: Timer) -> dict[str, Any]:
+    """
+    The same pipeline inside an Airflow task, as dlt's Airflow guide runs it: a ``PythonOperator``
+    whose callable calls ``pipeline.run``. Its ``execute()`` runs outside a DAG, as ours does.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    pipeline, source, file_format = dlt_export(spec)
+
+    def load_events() -> None:
+        pipeline.run(source, loader_file_format=file_format).raise_on_failed_jobs()
+
+    operator = PythonOperator(task_id="dlt_events", python_callable=load_events)
+    with timer.section():
+        operator.execute(context={})
+    return dlt_result(spec, pipeline, timer)
 
 
 # -- rate limit: real windows ----------------------------------------------------------------------
@@ -492,17 +521,17 @@ def _longreset_ours(spec: dict[str, Any], sandbox: Any, clock: VirtualClock) -> 
     root = spec["out_dir"]
     spent: dict[str, float] = {}
 
-    from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+    from airflow_provider_prisjakt.client.budget import RequestBudget
 
-    original_observe = PrisjaktHook._observe
+    original_observe = RequestBudget.observe
 
-    def observe(self: Any, response: Any) -> None:
-        original_observe(self, response)
-        status = self._rate_limit
+    def observe(self: Any, headers: Any) -> Any:
+        status = original_observe(self, headers)
         if status is not None and status.remaining == 0 and "at" not in spent:
             spent["at"] = clock.now()  # the budget ran out: from here on the worker waits for nothing
+        return status
 
-    PrisjaktHook._observe = observe  # type: ignore[method-assign]
+    RequestBudget.observe = observe  # type: ignore[method-assign]
 
     def make() -> Any:
         return local_folder_operator(spec, root, compression="gzip", deferrable=True)
@@ -601,6 +630,7 @@ JOBS: dict[tuple[str, str], Callable[[dict[str, Any], Timer], dict[str, Any]]] =
     ("extract", "ours_nogc"): extract_ours_without_gc,
     ("export", "ours"): export_ours,
     ("export", "dlt"): export_dlt,
+    ("export", "dlt_airflow"): export_dlt_in_airflow,
 }
 
 

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 import re
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_prisjakt.api.ratelimit import DEFAULT_WINDOW_SECONDS
-from airflow_provider_prisjakt.api.windows import record_time, summary_requests
+from airflow_provider_prisjakt.api.record_times import record_time, time_span
+from airflow_provider_prisjakt.api.windows import summary_requests
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.ratelimit import RateLimitStatus
@@ -72,8 +75,13 @@ def paging_position(value: str | None) -> int | None:
     return int(numbers[0]) if len(numbers) == 1 else None
 
 
-def _query(url: str) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(url).query, keep_blank_values=True)
+@functools.lru_cache(maxsize=16)
+def _query(url: str) -> Mapping[str, tuple[str, ...]]:
+    """
+    Return the query of ``url``, read-only. Cached: the pages of a listing share their last URL, and
+    each page's next URL is read again as the URL of the page after.
+    """
+    return MappingProxyType({k: tuple(v) for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()})
 
 
 def pages_from_links(number: int, url: str, next_url: str | None, last_url: str | None, records: int) -> int | None:
@@ -112,14 +120,8 @@ def pages_from_links(number: int, url: str, next_url: str | None, last_url: str 
     return number + 1 + (last_at - step_to) // step
 
 
-def _single(values: list[str] | None) -> str | None:
+def _single(values: Sequence[str] | None) -> str | None:
     return values[0] if values and len(values) == 1 else None
-
-
-def record_times(records: Sequence[Any], field: str = "event_time") -> list[datetime]:
-    """Return the readable times ``field`` of ``records``, in order."""
-    times = (record_time(r.get(field)) for r in records if isinstance(r, Mapping))
-    return [t for t in times if t is not None]
 
 
 def pages_from_reach(pages_read: int, top: datetime, reached: datetime, bottom: datetime) -> int | None:
@@ -286,8 +288,8 @@ class PagingProgress:
                 self._done_in_target + self.page if self._listing and self._listing[0] == target else 0
             )
             self._listing, self.page = (target, chunk), 0
-            newest = max(record_times(page.records, self.time_field), default=None)
-            self._top = min(share.end, newest) if resumed and newest is not None else share.end
+            span = time_span(page.records, self.time_field) if resumed else None
+            self._top = min(share.end, span[1]) if span is not None else share.end
         self.targets, self.target = targets, target
         self.page += 1
         self.pages_read += 1
@@ -298,8 +300,8 @@ class PagingProgress:
         pages = pages_from_links(page.number, page.url, page.next_url, page.last_url, len(page.records))
         self.exact = pages is not None
         if pages is None:
-            reached = min(record_times(page.records, self.time_field), default=None)
-            estimate = pages_from_reach(self.page, top, reached, share.start) if reached else None
+            span = time_span(page.records, self.time_field)
+            estimate = pages_from_reach(self.page, top, span[0], share.start) if span is not None else None
             pages = max(estimate or 0, self.page + 1)  # there is a next page, or the links would have told
         self.listing_pages = pages
         # The later chunks of this pixel: as many pages per second of window as this one.

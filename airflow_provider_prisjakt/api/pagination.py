@@ -8,8 +8,9 @@ lose pages.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -163,12 +164,18 @@ def parse_link_header(value: str, base_url: str) -> list[Link]:
     :param base_url: the URL of the request, against which relative targets are resolved.
     :raises LinkHeaderError: if the value does not follow the grammar.
     """
+    return list(_parse_links(value, base_url))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_links(value: str, base_url: str) -> tuple[Link, ...]:
+    # Cached: a page's next link and its last one are read from one header, parsed once.
     scanner = _Scanner(value)
     links: list[Link] = []
     while True:
         scanner.skip_whitespace()
         if scanner.at_end():
-            return links
+            return tuple(links)
         if scanner.peek() == ",":
             scanner.pos += 1  # empty list elements are allowed by RFC 9110's #rule
             continue
@@ -208,7 +215,7 @@ def next_page_url(
     link_header: str | None,
     request_url: str,
     allowed_origin: str,
-    seen_urls: Iterable[str] = (),
+    seen_urls: Container[str] = (),
 ) -> str | None:
     """
     Return the URL of the next page, or ``None`` on the last page.
@@ -236,7 +243,7 @@ def next_page_url(
             f"refusing to follow the next-page link to {scheme}://{host}:{port}: it is not on the "
             "configured API origin and would receive the client credentials"
         )
-    if target in set(seen_urls):
+    if target in seen_urls:  # a set, asked without a copy: a listing may run to thousands of pages
         raise RepeatedNextLinkError(
             "the API's next-page link points to a page already fetched; stopping to avoid a loop"
         )

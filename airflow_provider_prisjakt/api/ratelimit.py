@@ -23,6 +23,8 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
+from airflow_provider_prisjakt.api.choices import parse_choice
+
 
 class ResetHeaderStyle(StrEnum):
     """How ``X-RateLimit-Reset`` is read (extra ``reset_header``): ms left, epoch ms, epoch seconds, or ``auto``."""
@@ -131,12 +133,7 @@ def reset_style(reset_header: str) -> ResetHeaderStyle:
 
     :raises RateLimitHeaderError: for any other name.
     """
-    try:
-        return ResetHeaderStyle(reset_header)
-    except ValueError:
-        raise RateLimitHeaderError(
-            f"reset_header must be one of {', '.join(RESET_HEADER_STYLES)}, not {reset_header!r}"
-        ) from None
+    return parse_choice(ResetHeaderStyle, reset_header, "reset_header", RateLimitHeaderError)
 
 
 def parse_reset(

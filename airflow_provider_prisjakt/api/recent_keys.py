@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 
@@ -81,13 +82,16 @@ class RecentKeys:
         (the usual case, checked with set operations), ``records`` itself is returned.
         """
         try:
-            keys = [record[key_field] for record in records]
+            keys = list(map(itemgetter(key_field), records))
         except (KeyError, TypeError, IndexError):
             keys = []
         if keys and set(map(type, keys)) == {str}:
             distinct = set(keys)
             if len(distinct) == len(keys) and all(distinct.isdisjoint(page) for page in self._pages):
-                self._pages[-1].update(distinct)
+                if self._pages[-1]:
+                    self._pages[-1].update(distinct)
+                else:  # the page's first records, as usual: the set is taken, not copied
+                    self._pages[-1] = distinct
                 if self._latest.maxlen:
                     self._latest.extend(keys)
                 return records

@@ -1,132 +1,26 @@
 """
 What can be exported from the Prisjakt API: each resource's columns, primary key and window rule.
 
-Pure: no I/O, no Airflow. The export loop turns each record into a flat, typed row with
-:meth:`Resource.to_row`; writers and SQL sinks take their columns from here. Purchase summaries,
-whose shape the API reference leaves open, are read in every plausible shape.
+Pure: no I/O, no Airflow. The export loop turns each page of records into flat, typed columns
+with :meth:`Resource.column_values` (their kinds and readers are in
+:mod:`~airflow_provider_prisjakt.api.columns`); writers and SQL sinks take their columns from here.
+Purchase summaries, whose shape the API reference leaves open, are read in every plausible shape.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
 
+from airflow_provider_prisjakt.api.columns import Column, ColumnKind, read_decimal, read_flag, read_integer
+from airflow_provider_prisjakt.api.encoding import raw_json
 from airflow_provider_prisjakt.api.windows import TimeLike, format_api_time, is_day_complete, to_utc
 
 RAW_COLUMN = "raw"
 EXTRACTED_AT_COLUMN = "_extracted_at"
 
-
-class ColumnKind(StrEnum):
-    """The value types a column can hold; writers and SQL dialects map each to their own type."""
-
-    STRING = "string"
-    INTEGER = "integer"
-    DECIMAL = "decimal"
-    TIMESTAMP = "timestamp"
-    DATE = "date"
-    JSON = "json"
-
-
-@dataclass(frozen=True)
-class Column:
-    """
-    One typed column of an exported table or file, and where its value is in an API record.
-
-    :param name: the column name.
-    :param kind: the value type; it also says how a record's value is read (see :data:`VALUE_READERS`).
-    :param nullable: whether the API may leave it empty.
-    :param source: the record members that may hold the value, dotted for nested ones
-        (``"data.amount"``); the first the record has wins. Empty: the member named like the column.
-    :param read: how to read the value when the kind's reader does not fit (e.g. a yes/no flag).
-    """
-
-    name: str
-    kind: ColumnKind
-    nullable: bool = True
-    source: tuple[str, ...] = ()
-    read: Callable[[Any], Any] | None = None
-
-    def getter(self) -> Callable[[Mapping[str, Any]], Any]:
-        """Return a function reading this column's typed value from a record (built once per resource)."""
-        read = self.read or VALUE_READERS[self.kind]
-        paths = [tuple(path.split(".")) for path in self.source or (self.name,)]
-        if len(paths) == 1 and len(paths[0]) == 1:
-            (key,) = paths[0]
-            return lambda record: read(record.get(key))
-        return lambda record: read(_first_present(record, paths))
-
-
-def _first_present(record: Mapping[str, Any], paths: list[tuple[str, ...]]) -> Any:
-    """Return the value at the first of ``paths`` that ``record`` has, or ``None``."""
-    for path in paths:
-        value: Any = record
-        for key in path:
-            if not isinstance(value, Mapping) or key not in value:
-                break
-            value = value[key]
-        else:
-            return value
-    return None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        return to_utc(value)
-    except ValueError:
-        return None
-
-
-def _date(value: Any) -> date | None:
-    moment = _timestamp(value)
-    return moment.date() if moment else None
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def _integer(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
-        return None
-
-
-def _string(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _flag(value: Any) -> int | None:
-    """Read a yes/no value as 1 or 0 (``True``, ``1``, ``"true"``, ``"yes"``), or ``None``."""
-    if isinstance(value, str):
-        value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(value.lower())
-    return None if value is None or not isinstance(value, bool | int) else int(bool(value))
-
-
-#: How a record's value is read into each kind of column.
-VALUE_READERS: dict[ColumnKind, Callable[[Any], Any]] = {
-    ColumnKind.STRING: _string,
-    ColumnKind.INTEGER: _integer,
-    ColumnKind.DECIMAL: _decimal,
-    ColumnKind.TIMESTAMP: _timestamp,
-    ColumnKind.DATE: _date,
-    ColumnKind.JSON: lambda value: value,
-}
 
 #: Member names a purchase summary entry may use for its currency, purchase count and total value.
 SUMMARY_CURRENCY_MEMBERS = ("currency", "currency_code")
@@ -220,7 +114,7 @@ def _amount(value: Any) -> int | float | None:
     """A total as a JSON-safe number: numbers as sent, numeric strings as floats."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
-    number = _decimal(value)
+    number = read_decimal(value)
     return float(number) if number is not None and number.is_finite() else None
 
 
@@ -236,7 +130,7 @@ def normalise_purchase_summary(body: Any, start: TimeLike, end: TimeLike) -> dic
     currencies = [
         {
             "currency": str(summary_member(entry, SUMMARY_CURRENCY_MEMBERS)),
-            "count": _integer(summary_member(entry, SUMMARY_COUNT_MEMBERS)),
+            "count": read_integer(summary_member(entry, SUMMARY_COUNT_MEMBERS)),
             "total_amount": _amount(summary_member(entry, SUMMARY_AMOUNT_MEMBERS)),
         }
         for entry in summary_entries(body)
@@ -270,11 +164,6 @@ def purchase_summary_records(
         {**entry, "currency": summary_member(entry, SUMMARY_CURRENCY_MEMBERS), **stamp}
         for entry in summary_entries(body)
     ]
-
-
-def raw_json(record: Mapping[str, Any]) -> str:
-    """Serialise a record compactly and deterministically, for the ``raw`` column and JSONL files."""
-    return json.dumps(record, separators=(",", ":"), sort_keys=True, default=str, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -319,9 +208,14 @@ class Resource:
         """Names of :attr:`all_columns`."""
         return tuple(column.name for column in self.all_columns)
 
+    def column_values(self, records: Sequence[Mapping[str, Any]], extracted_at: datetime) -> list[list[Any]]:
+        """Flatten a page of API records to the values of :attr:`all_columns`, column by column."""
+        typed = [column.values(records) for column in self.columns]
+        return [*typed, [raw_json(record) for record in records], [extracted_at] * len(records)]
+
     def to_row(self, record: Mapping[str, Any], extracted_at: datetime) -> tuple[Any, ...]:
         """Flatten one API record to a row of :attr:`all_columns`."""
-        return (*self.extract(record), raw_json(record), extracted_at)
+        return tuple(values[0] for values in self.column_values([record], extracted_at))
 
 
 EVENTS = Resource(
@@ -350,7 +244,7 @@ PURCHASE_SUMMARY = Resource(
         Column("purchases", ColumnKind.INTEGER, source=SUMMARY_COUNT_MEMBERS),
         Column("total_amount", ColumnKind.DECIMAL, source=SUMMARY_AMOUNT_MEMBERS),
         # 1 when the day was over when read; 0 for today's partial count, which a later run replaces.
-        Column("complete", ColumnKind.INTEGER, read=_flag),
+        Column("complete", ColumnKind.INTEGER, read=read_flag),
     ),
     primary_key=("pixel_id", "day", "currency"),
     window_column="day",

@@ -13,6 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeAlias
 
+from airflow_provider_prisjakt.api.choices import parse_choice
+from airflow_provider_prisjakt.api.record_times import page_time_span, record_time
+
 TimeLike: TypeAlias = "datetime | date | str"
 MAX_WINDOW = timedelta(days=60)
 
@@ -122,10 +125,7 @@ def window_bounds(value: str) -> WindowBounds:
 
     :raises WindowError: for any other name.
     """
-    try:
-        return WindowBounds(value)
-    except ValueError:
-        raise WindowError(f"window_bounds must be one of {', '.join(WINDOW_BOUNDS)}, not {value!r}") from None
+    return parse_choice(WindowBounds, value, "window_bounds", WindowError)
 
 
 def floor_day(moment: datetime) -> datetime:
@@ -277,25 +277,6 @@ def summary_requests(
     return [exact_request(day_start, day_end, bounds) for day_start, day_end in day_windows(*whole_days(start, end))]
 
 
-def record_time(value: Any) -> datetime | None:
-    """
-    Read a record's time (an ISO-8601 string, or a datetime) as an aware datetime; ``None`` if unreadable.
-
-    Cheaper than :func:`to_utc`, since it runs once per record: aware results keep their offset,
-    which compares correctly with UTC times; naive ones are taken as UTC.
-    """
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    elif isinstance(value, datetime):
-        moment = value
-    else:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 class RecordPlace(StrEnum):
     """Where a record's time puts it, relative to the window and to the chunk that returned it."""
 
@@ -343,7 +324,7 @@ class WindowFilter:
         if moment is None:
             self.rows_without_time += 1
             return RecordPlace.UNDATED
-        if chunk.holds(moment) if chunk is not None else self.start <= moment < self.end:
+        if self._holds(moment, chunk):
             return RecordPlace.INSIDE
         if chunk is not None:
             self._note(chunk.suggests(moment), moment)
@@ -354,11 +335,19 @@ class WindowFilter:
 
     def keep(self, records: list[Any], chunk: RequestChunk | None = None) -> list[Any]:
         """Return the records to write (inside, or without a time), in order; ``records`` itself when all are."""
+        # The usual page, every record inside: place() would count and notice nothing either.
+        span = page_time_span(records, self.time_field)
+        if span is not None and self._holds(span[0], chunk) and self._holds(span[1], chunk):
+            return records
         places = [self.place(record, chunk) for record in records]
         if all(place is RecordPlace.INSIDE for place in places):
             return records
         dropped = (RecordPlace.ELSEWHERE, RecordPlace.OUTSIDE)
         return [record for record, place in zip(records, places, strict=True) if place not in dropped]
+
+    def _holds(self, moment: datetime, chunk: RequestChunk | None) -> bool:
+        """Tell whether ``moment`` lies in ``chunk``'s share, or in the window when there is no chunk."""
+        return chunk.holds(moment) if chunk is not None else self.start <= moment < self.end
 
     def _note(self, bounds: WindowBounds | None, moment: datetime) -> None:
         # Dates explain everything an inclusive server sends too, so a suggestion only grows.

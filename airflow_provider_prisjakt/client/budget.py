@@ -195,7 +195,8 @@ class RequestBudget:
     @property
     def shared(self) -> bool:
         """Whether every task of the client id counts its requests in this budget's backend."""
-        return isinstance(self.backend, CountingBackend)
+        # The default backend is known not to count; a runtime protocol check costs more than a request's pacing.
+        return self.backend is not self.own_view and isinstance(self.backend, CountingBackend)
 
     @property
     def status(self) -> RateLimitStatus | None:
@@ -221,7 +222,7 @@ class RequestBudget:
         self._sent_since_response = 0
         return status
 
-    def before_request(self) -> PacingDecision:
+    def before_request(self, *, dry_run: bool = False) -> PacingDecision:
         """
         Decide whether the next request goes now, after a pacing delay, after the reset, or not inline.
 
@@ -231,22 +232,26 @@ class RequestBudget:
         unless a shared store counts every request. A pacing delay never exceeds ``max_inline_wait``.
         A ``WAIT`` decision forgets the status: once the caller has waited for the reset, the old
         headers describe a window that is over.
+
+        :param dry_run: only decide, for a look ahead: claim, count and forget nothing.
         """
         now = self.clock()
         if self.shared:
-            decision = self._ask_backend(lambda: self._claim_in_shared_window(now), None)
+            decision = self._ask_backend(lambda: self._claim_in_shared_window(now, dry_run), None)
             if decision is not None:
                 return decision
         status = self.own_view.load() if self.shared else self.backend.load()
         spenders = self.spend.spenders
         decision = self._decide(status, now, self.reserve + in_flight_reserve(spenders), spenders)
+        if dry_run:
+            return decision
         if decision.action is Action.WAIT:
             self._forget()
         if decision.action is not Action.DEFER:
             self._sent_since_response += 1
         return decision
 
-    def _claim_in_shared_window(self, now: datetime) -> PacingDecision:
+    def _claim_in_shared_window(self, now: datetime, dry_run: bool = False) -> PacingDecision:
         """
         Decide on the shared status, and claim the request in the window it will be sent in.
 
@@ -257,7 +262,7 @@ class RequestBudget:
         backend: CountingBackend = self.backend  # type: ignore[assignment]  # checked by ``shared``
         status = backend.load()
         decision = self._decide(status, now, self.reserve)
-        if decision.action is Action.DEFER:
+        if decision.action is Action.DEFER or dry_run:
             return decision
         if not backend.claim(now + timedelta(seconds=decision.delay), self.reserve):
             # Other tasks claimed the window's last requests since the look: wait for the reset with them.

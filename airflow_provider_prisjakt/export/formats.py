@@ -21,7 +21,9 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_prisjakt.api.resources import ColumnKind, raw_json
+from airflow_provider_prisjakt.api.choices import parse_choice
+from airflow_provider_prisjakt.api.encoding import record_line
+from airflow_provider_prisjakt.api.resources import ColumnKind
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
@@ -32,6 +34,10 @@ _HASH_CHUNK = 1024 * 1024
 DECIMAL_SCALE = 9
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 _DECIMAL_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
+#: The gzip level of part files: 6, gzip's and zlib's own default. On a page of 1,000 events (253 KB
+#: of JSON Lines) it takes 6.3 ms against 9.5 ms at level 9 (Python's default): 1.5x faster for
+#: 1.2% more bytes. Level 5 takes 4.3 ms for 1.7% more, level 1 2.0 ms for 12% more.
+GZIP_LEVEL = 6
 
 
 class FileFormat(StrEnum):
@@ -48,11 +54,7 @@ class FileFormat(StrEnum):
 
         :raises ValueError: naming ``file_format`` and the allowed values.
         """
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in cls)
-            raise ValueError(f"file_format must be one of {allowed}, got {value!r}") from None
+        return parse_choice(cls, value, "file_format")
 
 
 class Compression(StrEnum):
@@ -84,24 +86,26 @@ def parse_file_options(file_format: str, compression: str | None) -> tuple[FileF
     return FileFormat.parse(file_format), Compression.parse(compression)
 
 
-def typed_rows(
+def typed_columns(
     resource: Resource, records: Sequence[Mapping[str, Any]], extracted_at: datetime, scope: str | None
-) -> list[tuple[Any, ...]]:
+) -> list[list[Any]]:
     """
-    Flatten records to rows of ``resource.all_columns``, for typed formats and tables.
+    Flatten records to the values of ``resource.all_columns``, column by column (for Parquet).
 
     :param scope: the target the records were read for (the pixel). It fills the resource's scope
         column whatever the record says: the API does not document ``pixel_id`` on its records.
     """
-    to_row = resource.to_row
-    if scope is None or resource.scope_column is None:
-        return [to_row(record, extracted_at) for record in records]
-    index = resource.column_names.index(resource.scope_column)
-    return [_with(to_row(record, extracted_at), index, scope) for record in records]
+    columns = resource.column_values(records, extracted_at)
+    if scope is not None and resource.scope_column is not None:
+        columns[resource.column_names.index(resource.scope_column)] = [scope] * len(records)
+    return columns
 
 
-def _with(row: tuple[Any, ...], index: int, value: Any) -> tuple[Any, ...]:
-    return (*row[:index], value, *row[index + 1 :])
+def typed_rows(
+    resource: Resource, records: Sequence[Mapping[str, Any]], extracted_at: datetime, scope: str | None
+) -> list[tuple[Any, ...]]:
+    """Flatten records to rows of ``resource.all_columns``, for CSV and tables (see :func:`typed_columns`)."""
+    return list(zip(*typed_columns(resource, records, extracted_at, scope), strict=True))
 
 
 @dataclass(frozen=True)
@@ -140,19 +144,24 @@ def file_digest(path: str) -> tuple[int, str]:
 
 class _GzipPartFile(gzip.GzipFile):
     """
-    A gzip file written with mtime 0 and no file name in the header, so the same rows give
-    byte-identical files; unlike a plain ``GzipFile`` on a file object, closing it closes the file.
+    A gzip file written at :data:`GZIP_LEVEL` with mtime 0 and no file name in the header, so the
+    same rows give byte-identical files; unlike a plain ``GzipFile`` on a file object, closing it
+    closes the file.
     """
 
     def __init__(self, path: str) -> None:
         self._target = open(path, "wb")  # noqa: SIM115
-        super().__init__(filename="", mode="wb", fileobj=self._target, mtime=0)
+        super().__init__(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=self._target, mtime=0)
 
     def close(self) -> None:
         try:
             super().close()
         finally:
             self._target.close()
+
+
+def _open_binary(path: str, compression: Compression | None) -> io.BufferedIOBase:
+    return open(path, "wb") if compression is None else _GzipPartFile(path)
 
 
 def _open_text(path: str, compression: Compression | None) -> IO[str]:
@@ -215,16 +224,19 @@ class PartWriter(ABC):
 
 
 class JsonLinesWriter(PartWriter):
-    """One API record per line, whole, as compact JSON (the scope is the partition's, not the line's)."""
+    """
+    One API record per line, whole, as compact JSON (the scope is the partition's, not the line's),
+    written as UTF-8 bytes straight into the (gzip) file.
+    """
 
     file_format = FileFormat.JSONL
 
     def __init__(self, path: str, resource: Resource, extracted_at: datetime, compression: Compression | None) -> None:
         super().__init__(path, resource, extracted_at, compression)
-        self._handle = _open_text(path, compression)
+        self._handle = _open_binary(path, compression)
 
     def _write(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
-        self._handle.write("".join(raw_json(record) + "\n" for record in records))
+        self._handle.write(b"\n".join([record_line(record) for record in records]) + b"\n")
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -285,6 +297,20 @@ def _fit_decimal(value: Decimal | None) -> Decimal | None:
     return value.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT)
 
 
+def _arrow_array(values: list[Any], arrow_type: Any, kind: ColumnKind) -> Any:
+    """Return a column's values as an Arrow array of ``arrow_type``."""
+    import pyarrow as pa
+
+    if kind is ColumnKind.DECIMAL:
+        try:
+            return pa.array(values, type=arrow_type)
+        except pa.ArrowInvalid:
+            # A JSON number such as 19.990000000000002 has more digits than the column's scale, which
+            # pyarrow refuses ("would cause data loss"): round it to the scale instead of failing the export.
+            values = [_fit_decimal(value) for value in values]
+    return pa.array(values, type=arrow_type)
+
+
 class ParquetWriter(PartWriter):
     """
     Typed columns in Parquet; ``gzip`` selects the codec (snappy otherwise).
@@ -316,15 +342,11 @@ class ParquetWriter(PartWriter):
     def _write(self, records: Sequence[Mapping[str, Any]], scope: str | None) -> None:
         import pyarrow as pa
 
-        rows = typed_rows(self.resource, records, self.extracted_at, scope)
-        columns = list(zip(*rows, strict=True))
-        # A JSON number such as 19.990000000000002 has more digits than the column's scale, which
-        # pyarrow refuses ("would cause data loss"): round it to the scale instead of failing the export.
-        columns = [
-            tuple(_fit_decimal(value) for value in column) if kind is ColumnKind.DECIMAL else column
-            for column, kind in zip(columns, self._kinds, strict=True)
+        columns = typed_columns(self.resource, records, self.extracted_at, scope)
+        arrays = [
+            _arrow_array(column, field.type, kind)
+            for column, field, kind in zip(columns, self._schema, self._kinds, strict=True)
         ]
-        arrays = [pa.array(column, type=field.type) for column, field in zip(columns, self._schema, strict=True)]
         self._pending.append(pa.Table.from_arrays(arrays, schema=self._schema))
         self._pending_rows += len(records)
         if self._pending_rows >= PARQUET_ROW_GROUP_ROWS:

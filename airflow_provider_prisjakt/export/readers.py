@@ -5,7 +5,10 @@ A reader knows three things about its resource: which targets it reads (the pixe
 every pixel of the shop, or the shop itself), which batches of records it yields for them, and what
 its :class:`Cursor` means. Readers are registered by resource name (:data:`READERS`); the export
 loop and :func:`read_events` (behind ``PrisjaktHook.iter_events``) ask :func:`reader_for` and never
-dispatch on a name. A new resource is one reader here plus its columns in ``api/resources.py``.
+dispatch on a name. A new resource is one reader plus its columns: a reader here in :data:`READERS`,
+its :class:`~airflow_provider_prisjakt.api.resources.Resource` in ``RESOURCES`` of ``api/resources.py``,
+and nothing else (``tests/integration/test_new_resource.py`` adds one and exports it).
+
 Each event is kept only by the window ``[start, end)`` holding its ``event_time``, whatever the
 server does with ``from``/``to``; summaries, which cannot be filtered, are read by whole UTC days.
 """
@@ -17,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_provider_prisjakt.api.estimate import PagingProgress
 from airflow_provider_prisjakt.api.recent_keys import RecentKeys
@@ -30,6 +33,7 @@ from airflow_provider_prisjakt.api.resources import (
     purchase_summary_records,
 )
 from airflow_provider_prisjakt.api.windows import WindowError, WindowFilter, format_api_time, summary_requests, to_utc
+from airflow_provider_prisjakt.client.prefetch import Prefetch, sends_at_once
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError, PrisjaktNotFoundError
 from airflow_provider_prisjakt.export.checkpoint import Cursor
 
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from airflow_provider_prisjakt.hooks.prisjakt import Page, PrisjaktHook
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def cursor_after(target: int, chunk: int, page: Page) -> Cursor:
@@ -82,6 +87,9 @@ class Reader(ABC):
     known_keys: Container[str] = frozenset()
     #: The pages read and left, for the export's estimate and progress lines (paged readers only).
     progress: PagingProgress | None = None
+    #: Whether the next page is fetched while the caller writes this one, when the budget sends it at
+    #: once (:meth:`fetch_ahead`). Only for a reader that sends no other request while reading a page.
+    prefetch: ClassVar[bool] = True
 
     def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: RecentKeys | None = None) -> None:
         self.hook = hook
@@ -109,6 +117,13 @@ class Reader(ABC):
     def counters(self) -> dict[str, int]:
         """Return what this reader counted so far (records it dropped or doubts), for the export's counters."""
         return {}
+
+    def fetch_ahead(self, pages: Iterator[_T]) -> Prefetch[_T]:
+        """
+        Return ``pages`` (fetching only), each fetched one ahead while the budget sends requests at
+        once, if :attr:`prefetch`; the caller closes it (``with``), which waits for a fetch in flight.
+        """
+        return Prefetch(pages, (lambda: sends_at_once(self.hook.budget)) if self.prefetch else None)
 
 
 class PixelReader(Reader):
@@ -150,23 +165,31 @@ class EventPagesReader(PixelReader):
         self.progress: PagingProgress = PagingProgress(self.follows)
 
     def pages(self, targets: Sequence[str], cursor: Cursor) -> Iterator[tuple[int, int, RequestChunk, Page]]:
-        """Yield ``(target, chunk, request, page)`` of every event page from the cursor on."""
+        """Yield ``(target, chunk, request, page)`` of every event page from the cursor on, fetched one ahead."""
         chunks = self.hook.request_chunks(self.start, self.end)
+        with self.fetch_ahead(self.fetch_pages(targets, cursor, chunks)) as fetched:
+            for target, chunk, page in fetched:
+                resumed = (target, chunk) == (cursor.target, cursor.chunk) and cursor.page_url is not None
+                self.progress.page_read(
+                    target, len(targets), chunks, chunk, page, resumed=resumed, known=self.known_keys
+                )
+                yield target, chunk, chunks[chunk], page
+                self.memory.turn_page()
+                del page  # released before the page after the next is fetched
+        self._log_counts()
+
+    def fetch_pages(
+        self, targets: Sequence[str], cursor: Cursor, chunks: Sequence[RequestChunk]
+    ) -> Iterator[tuple[int, int, Page]]:
+        """Fetch ``(target, chunk, page)`` of every event page from the cursor on; requests only, no reader state."""
         for target in range(cursor.target, len(targets)):
             path = self.hook.events_path(targets[target])
             first_chunk = cursor.chunk if target == cursor.target else 0
             for chunk in range(first_chunk, len(chunks)):
                 resume_url = cursor.page_url if (target, chunk) == (cursor.target, cursor.chunk) else None
-                request = chunks[chunk]
-                for page in self.hook.iter_pages(path, request.params, start_url=resume_url):
-                    resumed = resume_url is not None
-                    self.progress.page_read(
-                        target, len(targets), chunks, chunk, page, resumed=resumed, known=self.known_keys
-                    )
-                    yield target, chunk, request, page
-                    self.memory.turn_page()
-                    del page  # released before the next page is fetched; see PrisjaktHook.iter_pages
-        self._log_counts()
+                for page in self.hook.iter_pages(path, chunks[chunk].params, start_url=resume_url):
+                    yield target, chunk, page
+                    del page  # see PrisjaktHook.iter_pages
 
     def in_window(self, records: list[dict[str, Any]], request: RequestChunk) -> list[dict[str, Any]]:
         """Return the records of ``request``'s share of the window; say once which ``window_bounds`` fit."""
@@ -200,7 +223,7 @@ class EventsReader(EventPagesReader):
             # Filtered before de-duplication: a record another chunk holds must not count as seen here.
             records = self.memory.keep_new(self.in_window(page.records, request))
             yield Batch(records, targets[target], cursor_after(target, chunk, page))
-            del page
+            del page, records  # released before the next page is fetched and decoded
 
 
 class ClicksReader(EventPagesReader):
@@ -212,10 +235,13 @@ class ClicksReader(EventPagesReader):
 
     The cursor points into the events page being worked through (``page_offset`` events done): a
     resume fetches that events page again and skips the events whose clicks are already written.
+    Its click requests go out while an events page is worked through, so the next events page is
+    not fetched ahead: the hook sends one request at a time.
     """
 
     resource = CLICKS
     skips_known_keys = True
+    prefetch = False
     follows = "click_id"
 
     def __init__(self, hook: PrisjaktHook, start: datetime, end: datetime, memory: RecentKeys | None = None) -> None:
@@ -316,10 +342,12 @@ class PixelsReader(Reader):
         """Yield each page of the shop's pixels, each pixel once."""
         if cursor.chunk > 0:
             return  # the last page is written
-        for page in self.hook.iter_pages(self.hook.pixels_path(targets[0]), start_url=cursor.page_url):
-            yield Batch(self.memory.keep_new(page.records), None, cursor_after(0, 0, page))
-            self.memory.turn_page()
-            del page
+        pages = self.hook.iter_pages(self.hook.pixels_path(targets[0]), start_url=cursor.page_url)
+        with self.fetch_ahead(pages) as fetched:
+            for page in fetched:
+                yield Batch(self.memory.keep_new(page.records), None, cursor_after(0, 0, page))
+                self.memory.turn_page()
+                del page
 
 
 #: The reader of each resource, by resource name.
@@ -340,7 +368,8 @@ def read_events(hook: PrisjaktHook, pixel_id: str, start: TimeLike, end: TimeLik
     The operators' reading path (:class:`EventsReader`) as records: windows longer than the API's
     60 days are read in chunks requested as the connection's ``window_bounds`` say, records whose
     ``event_time`` lies outside ``[start, end)`` are dropped (counted and logged once), and records
-    repeated by shifting pages are dropped.
+    repeated by shifting pages are dropped. The next page is fetched while the caller takes this
+    one's records (:meth:`Reader.fetch_ahead`); close the generator to stop early.
 
     :raises PrisjaktConfigError: for an unreadable or reversed window.
     """
@@ -351,4 +380,4 @@ def read_events(hook: PrisjaktHook, pixel_id: str, start: TimeLike, end: TimeLik
     reader = EventsReader(hook, *window)
     for batch in reader.batches([str(pixel_id)], Cursor()):
         yield from batch.records
-        del batch  # released before the next page is fetched
+        del batch  # released before the page after the next is fetched

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 30.0
 #: Pages between two stored checkpoints (with a :class:`CheckpointStore`). A crash then fetches again
-#: at most this many pages: the one in flight and the written pages after the last checkpoint. Each
+#: at most this many pages plus one: the written pages after the last checkpoint, the page being
+#: written, and the next one, fetched meanwhile (:mod:`~airflow_provider_prisjakt.client.prefetch`). Each
 #: checkpoint stages the open part first, so parts hold at most this many pages' rows; 2 halves the
 #: parts and the store writes of checkpointing every page, for at most one more page fetched twice.
 #: A page is a step of the reader's cursor to a new page: a list page, a summary's day, or for
@@ -253,9 +254,11 @@ class ExportRun:
             self._forget_checkpoint()
             raise
         try:
+            # The reader fetches the next page while this one is written; leaving the loop, however,
+            # closes its generator, which waits for that fetch (see client/prefetch.py).
             for batch in self.reader.batches(self.state.targets, self.state.cursor):
                 self.write_batch(batch)
-                del batch  # the page is not held while the next one is fetched
+                del batch  # the page is not held while the one after the next is fetched
             return self.finish()
         except PrisjaktRateLimitError as error:
             if not pause_on_rate_limit:

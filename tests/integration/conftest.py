@@ -60,8 +60,9 @@ def sandbox_hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookFactory]:
         sandbox.stop()
 
 
+# The shared helpers' asserts explain their failures as a test's do.
 # The object-store services and stores, for every test module in this folder. Imported last:
 # conftest_services itself uses ``connect`` from this module.
-pytest.register_assert_rewrite("tests.integration.conftest_services")
+pytest.register_assert_rewrite("tests.integration.conftest_services", "tests.integration.local_folder")
 from tests.integration.airflow_cluster import airflow_cluster  # noqa: E402, F401
 from tests.integration.conftest_services import gcs_service, gcs_store, moto_service, s3_store  # noqa: E402, F401

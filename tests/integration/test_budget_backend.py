@@ -24,9 +24,8 @@ from airflow_provider_prisjakt.hooks.connection import settings_from_connection
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.sensors.prisjakt import PrisjaktRateLimitSensor
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
+from airflow_provider_prisjakt.testing.shared_budget import RedisServer, redis_server_or_skip
 from tests.conftest import register_secret
-
-from .budget_workers import RedisServer, redis_server_or_skip
 
 pytestmark = pytest.mark.integration
 

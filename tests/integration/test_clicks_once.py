@@ -12,18 +12,17 @@ import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
 from airflow_provider_prisjakt.api.resources import CLICKS, EVENTS
 from airflow_provider_prisjakt.export.checkpoint import ExportCheckpoint, ExportPaused
-from airflow_provider_prisjakt.export.formats import FileFormat
 from airflow_provider_prisjakt.export.run import ExportRequest, ExportRun
 from airflow_provider_prisjakt.export.sinks.layout import index_object_name
-from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 
 from .conftest import HookFactory, connect
+from .local_folder import EXTRACTED_AT, make_sink, published_records
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.api.resources import Resource
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 SHOP = 4242
-EXTRACTED_AT = datetime(2026, 11, 2, tzinfo=UTC)
 FIRST_DAY = datetime(2026, 10, 10, tzinfo=UTC)
 DAYS = [FIRST_DAY + timedelta(days=n) for n in range(10)]
 LOOKBACK = timedelta(days=7)
@@ -75,18 +73,7 @@ def export(
     pause_on_rate_limit: bool = False,
 ) -> dict[str, Any]:
     """Export ``resource`` of ``[start, end)`` (a pixel's, or the shop's) below ``root/prefix``, default index."""
-    spool = root.parent / "spool"
-    spool.mkdir(exist_ok=True)
-    sink = LocalFolderSink(
-        root=str(root),
-        prefix=prefix,
-        resource=resource,
-        file_format=FileFormat.JSONL,
-        compression=None,
-        extracted_at=EXTRACTED_AT,
-        spool_dir=str(spool),
-        rows_per_part=40,
-    )
+    sink = make_sink(root, root.parent / "spool", rows_per_part=40, resource=resource, prefix=prefix)
     request = ExportRequest(resource=resource, start=start, end=end, pixel_id=pixel, shop_id=SHOP)
     run = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=checkpoint)
     return run.execute(pause_on_rate_limit=pause_on_rate_limit)
@@ -94,17 +81,32 @@ def export(
 
 def published_clicks(root: Path, prefix: str, pixel: str) -> list[str]:
     """The click ids in the published parts of one pixel's folder (as its manifest lists them)."""
-    folder = root / prefix / f"pixel_id={pixel}"
-    manifest = json.loads((folder / "_manifest.json").read_text())
-    return [
-        json.loads(line)["id"]
-        for part in manifest["parts"]
-        for line in (folder / part["name"]).read_text().splitlines()
-    ]
+    _, records = published_records(root, pixel, prefix)
+    return [record["id"] for record in records]
 
 
 def index_object(root: Path, prefix: str, pixel: str) -> Path:
     return root / INDEX / f"pixel_id={pixel}" / index_object_name(prefix)
+
+
+class ClicksApi(NamedTuple):
+    """The sandbox of these tests (:data:`SANDBOX`), a hook on it, and its shop's first pixel."""
+
+    sandbox: PrisjaktSandbox
+    hook: PrisjaktHook
+    pixel: str
+
+
+@pytest.fixture
+def api(sandbox_hook: HookFactory) -> ClicksApi:
+    sandbox, hook = sandbox_hook(**SANDBOX)
+    return ClicksApi(sandbox, hook, sandbox.pixel_ids(SHOP)[0])
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The folder the exports write below (their spool is its sibling)."""
+    return tmp_path / "out"
 
 
 def run_ten_days(hook: PrisjaktHook, root: Path, pixel: str) -> list[dict[str, Any]]:
@@ -114,12 +116,8 @@ def run_ten_days(hook: PrisjaktHook, root: Path, pixel: str) -> list[dict[str, A
 # -- a local folder --------------------------------------------------------------------------------
 
 
-def test_ten_daily_exports_with_a_week_of_look_back_request_each_click_once(
-    sandbox_hook: HookFactory, tmp_path: Path
-) -> None:
-    sandbox, hook = sandbox_hook(**SANDBOX)
-    pixel = sandbox.pixel_ids(SHOP)[0]
-    root = tmp_path / "out"
+def test_ten_daily_exports_with_a_week_of_look_back_request_each_click_once(api: ClicksApi, root: Path) -> None:
+    sandbox, hook, pixel = api
 
     manifests = run_ten_days(hook, root, pixel)
 
@@ -142,12 +140,8 @@ def test_ten_daily_exports_with_a_week_of_look_back_request_each_click_once(
     assert sum(m["counters"]["requests_saved"] for m in manifests) > len(every_click)  # the look-back's repeats
 
 
-def test_a_rerun_of_one_window_fetches_and_rewrites_its_own_clicks_and_no_other(
-    sandbox_hook: HookFactory, tmp_path: Path
-) -> None:
-    sandbox, hook = sandbox_hook(**SANDBOX)
-    pixel = sandbox.pixel_ids(SHOP)[0]
-    root = tmp_path / "out"
+def test_a_rerun_of_one_window_fetches_and_rewrites_its_own_clicks_and_no_other(api: ClicksApi, root: Path) -> None:
+    sandbox, hook, pixel = api
     run_ten_days(hook, root, pixel)
     before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
     own = json.loads(index_object(root, day_prefix(DAYS[5]), pixel).read_text())["keys"]
@@ -163,12 +157,10 @@ def test_a_rerun_of_one_window_fetches_and_rewrites_its_own_clicks_and_no_other(
 
 
 def test_a_window_written_over_another_windows_folder_fetches_every_click_it_replaces(
-    sandbox_hook: HookFactory, tmp_path: Path
+    api: ClicksApi, root: Path
 ) -> None:
     # One fixed prefix for every run: each run replaces the folder, so its own index object must not count.
-    sandbox, hook = sandbox_hook(**SANDBOX)
-    pixel = sandbox.pixel_ids(SHOP)[0]
-    root = tmp_path / "out"
+    sandbox, hook, pixel = api
     export(hook, root, "clicks/latest", *window(DAYS[0]), pixel=pixel)
     sandbox.clear_requests()
 
@@ -183,11 +175,9 @@ def test_a_window_written_over_another_windows_folder_fetches_every_click_it_rep
 
 
 def test_an_unreadable_index_object_is_ignored_and_its_clicks_fetched_again(
-    sandbox_hook: HookFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    api: ClicksApi, root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sandbox, hook = sandbox_hook(**SANDBOX)
-    pixel = sandbox.pixel_ids(SHOP)[0]
-    root = tmp_path / "out"
+    sandbox, hook, pixel = api
     export(hook, root, day_prefix(DAYS[0]), *window(DAYS[0]), pixel=pixel)
     broken = index_object(root, day_prefix(DAYS[0]), pixel)
     broken.write_text("{not json")
@@ -203,11 +193,10 @@ def test_an_unreadable_index_object_is_ignored_and_its_clicks_fetched_again(
 
 
 def test_a_clicks_export_paused_by_the_rate_limit_indexes_the_parts_staged_before_the_pause(
-    sandbox_hook: HookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox_hook: HookFactory, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, hook = sandbox_hook(**SANDBOX, rate_limit=30, rate_window=600, extra={"max_inline_wait": 1})
     pixel = sandbox.pixel_ids(SHOP)[0]
-    root = tmp_path / "out"
     prefix = day_prefix(DAYS[0])
     state: dict[str, Any] | None = None
     manifest = None
@@ -235,20 +224,17 @@ def test_a_clicks_export_paused_by_the_rate_limit_indexes_the_parts_staged_befor
     assert not set(click_requests(sandbox)) & in_window
 
 
-def test_an_events_export_keeps_no_click_index(sandbox_hook: HookFactory, tmp_path: Path) -> None:
-    sandbox, hook = sandbox_hook(**SANDBOX)
-    pixel = sandbox.pixel_ids(SHOP)[0]
-    root = tmp_path / "out"
+def test_an_events_export_keeps_no_click_index(api: ClicksApi, root: Path) -> None:
+    sandbox, hook, pixel = api
 
     export(hook, root, "events/2026-10-10", *window(DAYS[0]), pixel=pixel, resource=EVENTS)
 
     assert not [path for path in root.rglob("*") if "_click_index" in path.parts or path.name.endswith(".keys.jsonl")]
 
 
-def test_a_shop_export_reads_and_writes_one_index_folder_per_pixel(sandbox_hook: HookFactory, tmp_path: Path) -> None:
-    sandbox, hook = sandbox_hook(**SANDBOX)
+def test_a_shop_export_reads_and_writes_one_index_folder_per_pixel(api: ClicksApi, root: Path) -> None:
+    sandbox, hook, _ = api
     pixels = sandbox.pixel_ids(SHOP)
-    root = tmp_path / "out"
 
     for day in DAYS[:2]:
         export(hook, root, day_prefix(day), *window(day))
@@ -291,11 +277,8 @@ def store_clicks(store: ObjectStore, day: datetime, pixel: str) -> list[str]:
     ]
 
 
-def test_daily_operator_runs_with_a_templated_key_request_each_click_once(
-    store: ObjectStore, sandbox_hook: HookFactory
-) -> None:
-    sandbox, _ = sandbox_hook(**SANDBOX)
-    pixel = sandbox.pixel_ids(SHOP)[0]
+def test_daily_operator_runs_with_a_templated_key_request_each_click_once(store: ObjectStore, api: ClicksApi) -> None:
+    sandbox, _, pixel = api
 
     summaries = [operator_export(store, day, pixel) for day in DAYS]
 
@@ -335,10 +318,8 @@ def run_mapped(store: ObjectStore, day: datetime, pixels: list[str]) -> None:
     assert [task.exitcode for task in tasks] == [0] * len(pixels)
 
 
-def test_mapped_pixels_share_one_key_and_one_index_without_racing(
-    store: ObjectStore, sandbox_hook: HookFactory
-) -> None:
-    sandbox, _ = sandbox_hook(**SANDBOX)
+def test_mapped_pixels_share_one_key_and_one_index_without_racing(store: ObjectStore, api: ClicksApi) -> None:
+    sandbox, _, _ = api
     pixels = sandbox.pixel_ids(SHOP)
     assert len(pixels) == 3
 

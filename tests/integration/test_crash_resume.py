@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -41,8 +41,8 @@ from tests.dags.prisjakt_test_task_retries import DAG_ID, TASK_ID
 
 from .airflow_cluster import psycopg_connect
 from .conftest import PERIOD_END, PERIOD_START, connect, rate_limited_config
+from .local_folder import EXTRACTED_AT, folder_state, make_sink, pixel_folder, published_records
 from .task_state import FileStateStore
-from .test_export_local import EXTRACTED_AT, folder_state, make_sink, pixel_folder, published_records
 from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, warehouse  # noqa: F401
 
 pytest.register_assert_rewrite("tests.integration.conftest_services")
@@ -349,25 +349,38 @@ def test_a_worker_killed_mid_page_is_retried_from_its_checkpoint_fetching_at_mos
     assert not (pixel_folder(tmp_path / "out", pixel, "export") / STAGING_DIR).exists()
 
 
-def kill_sql_load(
-    sandbox: PrisjaktSandbox, db: Warehouse, tmp_path: Path
-) -> tuple[dict[str, Any], FileStateStore, int]:
-    """Kill a load of the pixel's window into a new table of ``db`` at :data:`KILL_AT_PAGE`: its arguments, store, pages requested."""
-    pixel = sandbox.pixel_ids(4242)[0]
-    arguments = {"conn_id": WAREHOUSE, "table": db.table_name(), **window_arguments(pixel)}
-    state = FileStateStore(tmp_path / "state.json")
-    return arguments, state, kill_worker_at_page(sandbox, SQL_OPERATOR, arguments, state, tmp_path / "worker.log")
+class KilledLoad(NamedTuple):
+    """
+    A load killed at :data:`KILL_AT_PAGE`: the sandbox it read and the database it loaded, its operator's
+    arguments, its task state store and the pages it requested.
+    """
+
+    sandbox: PrisjaktSandbox
+    db: Warehouse
+    arguments: dict[str, Any]
+    state: FileStateStore
+    requested: int
 
 
-@pytest.mark.parametrize("warehouse", ["postgres", "sqlite"], indirect=True)
-def test_a_sql_load_killed_mid_page_is_retried_into_the_same_rows(
+@pytest.fixture
+def killed_sql_load(
     sandbox: PrisjaktSandbox,
     warehouse: Warehouse,  # noqa: F811
     tmp_path: Path,
-) -> None:
-    arguments, state, requested = kill_sql_load(sandbox, warehouse, tmp_path)
+) -> KilledLoad:
+    """A load of the pixel's window into a new table of ``warehouse``, killed in a worker process mid-page."""
+    pixel = sandbox.pixel_ids(4242)[0]
+    arguments = {"conn_id": WAREHOUSE, "table": warehouse.table_name(), **window_arguments(pixel)}
+    state = FileStateStore(tmp_path / "state.json")
+    requested = kill_worker_at_page(sandbox, SQL_OPERATOR, arguments, state, tmp_path / "worker.log")
+    return KilledLoad(sandbox, warehouse, arguments, state, requested)
+
+
+@pytest.mark.parametrize("warehouse", ["postgres", "sqlite"], indirect=True)
+def test_a_sql_load_killed_mid_page_is_retried_into_the_same_rows(killed_sql_load: KilledLoad) -> None:
+    sandbox, db, arguments, state, requested = killed_sql_load
     table = arguments["table"]
-    if warehouse.dialect == "sqlite":
+    if db.dialect == "sqlite":
         # SQLite's staging commits every batch, so it may hold rows after the last checkpoint: no
         # checkpoint is kept, and the retry starts over.
         assert state.values() == {}
@@ -379,23 +392,21 @@ def test_a_sql_load_killed_mid_page_is_retried_into_the_same_rows(
 
     assert refetched(sandbox) == requested - covered
     assert len(pages_fetched(sandbox)) == PAGES
-    loaded = sorted(row[0] for row in warehouse.query(f"SELECT event_id FROM {warehouse.quote(table)}"))
+    loaded = sorted(row[0] for row in db.query(f"SELECT event_id FROM {db.quote(table)}"))
     assert loaded == sorted(event["id"] for event in sandbox.expected_events(arguments["pixel_id"], *WINDOW))
     assert summary["rows"] == PAGES * PAGE_SIZE
-    assert warehouse.staging_tables(table) == set()
+    assert db.staging_tables(table) == set()
     assert state.values() == {}
 
 
 @pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
 def test_a_retry_that_cannot_adopt_the_staging_forgets_the_checkpoint_and_the_next_starts_over(
-    sandbox: PrisjaktSandbox,
-    warehouse: Warehouse,  # noqa: F811
-    tmp_path: Path,
+    killed_sql_load: KilledLoad,
 ) -> None:
-    arguments, state, _ = kill_sql_load(sandbox, warehouse, tmp_path)
+    sandbox, db, arguments, state, _ = killed_sql_load
     stored_pages(state)
-    for staging in warehouse.staging_tables(arguments["table"]):  # e.g. dropped by a cleanup between the tries
-        warehouse.execute(f"DROP TABLE {warehouse.quote(staging)}")
+    for staging in db.staging_tables(arguments["table"]):  # e.g. dropped by a cleanup between the tries
+        db.execute(f"DROP TABLE {db.quote(staging)}")
 
     with pytest.raises(PrisjaktError, match="staging table .* is gone"):
         PrisjaktToSqlOperator(task_id="export_events", **arguments).execute({"task_state_store": state})

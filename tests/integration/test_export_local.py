@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -23,21 +22,20 @@ from airflow_provider_prisjakt.export.sinks.object_store import LocalFolderSink
 from airflow_provider_prisjakt.testing import SandboxConfig
 
 from .conftest import HookFactory, connect
+from .local_folder import EXTRACTED_AT, PREFIX, folder_state, make_sink, pixel_folder, published_records
 
 pytest.register_assert_rewrite("tests.integration.conftest_services")
 
 from .conftest_services import fingerprint, pages_fetched  # noqa: E402
 
 if TYPE_CHECKING:
-    from airflow_provider_prisjakt.api.resources import Resource
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
+    from airflow_provider_prisjakt.testing import PrisjaktSandbox
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 11, 1, tzinfo=UTC)
-EXTRACTED_AT = datetime(2026, 11, 2, tzinfo=UTC)
-PREFIX = "prisjakt/events"
 
 
 class RecordingSink(LocalFolderSink):
@@ -69,27 +67,6 @@ class RecordingSink(LocalFolderSink):
         super().delete_keys(keys)
 
 
-def make_sink(
-    root: Path,
-    spool: Path,
-    sink_class: type[LocalFolderSink] = LocalFolderSink,
-    rows_per_part: int = 250,
-    file_format: FileFormat = FileFormat.JSONL,
-    resource: Resource = EVENTS,
-) -> LocalFolderSink:
-    spool.mkdir(exist_ok=True)
-    return sink_class(
-        root=str(root),
-        prefix=PREFIX,
-        resource=resource,
-        file_format=file_format,
-        compression=None,
-        extracted_at=EXTRACTED_AT,
-        spool_dir=str(spool),
-        rows_per_part=rows_per_part,
-    )
-
-
 def export(
     hook: PrisjaktHook,
     pixel: str | None,
@@ -108,38 +85,6 @@ def export(
     sink = sink or make_sink(root, tmp_path / "spool", rows_per_part=max_rows_per_file)
     run = ExportRun(hook, request, sink, extracted_at=EXTRACTED_AT, checkpoint=checkpoint)
     return run.execute(pause_on_rate_limit=pause_on_rate_limit)
-
-
-def folder_state(root: Path) -> dict[str, bytes | None]:
-    """Every file (with its bytes) and folder (``None``) below ``root``."""
-    return {str(path.relative_to(root)): (path.read_bytes() if path.is_file() else None) for path in root.rglob("*")}
-
-
-def pixel_folder(root: Path, pixel: str, prefix: str = PREFIX) -> Path:
-    """The folder of one pixel's output: ``<prefix>/pixel_id=<id>/``."""
-    return root / prefix / f"pixel_id={pixel}"
-
-
-def published_records(
-    root: Path, pixel: str | None, prefix: str = PREFIX
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """
-    The manifest and the records of its parts in a pixel's folder (the prefix itself for ``None``),
-    checking the parts against the manifest and that nothing else is in the folder.
-    """
-    folder = root / prefix if pixel is None else pixel_folder(root, pixel, prefix)
-    manifest = json.loads((folder / "_manifest.json").read_text())
-    records: list[dict[str, Any]] = []
-    for part in manifest["parts"]:
-        data = (folder / part["name"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == part["sha256"] and len(data) == part["bytes"]
-        lines = data.decode().splitlines()
-        assert len(lines) == part["rows"]
-        records.extend(json.loads(line) for line in lines)
-    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == sorted(
-        [p["name"] for p in manifest["parts"]] + ["_manifest.json"]
-    )
-    return manifest, records
 
 
 def test_parts_rotate_at_max_rows_per_file_with_deterministic_names(sandbox_hook: HookFactory, tmp_path: Path) -> None:
@@ -353,15 +298,28 @@ def test_every_row_carries_the_pixel_it_was_read_for_though_events_do_not_name_i
 # -- one folder per pixel ----------------------------------------------------------------------------
 
 
-def test_two_pixels_exported_one_after_the_other_into_one_prefix_both_survive(
-    sandbox_hook: HookFactory, tmp_path: Path
-) -> None:
+class TwoPixels(NamedTuple):
+    """A sandbox and a hook on it, after its first two pixels were exported into ``root`` one after the other."""
+
+    sandbox: PrisjaktSandbox
+    hook: PrisjaktHook
+    root: Path
+    first: str
+    second: str
+
+
+@pytest.fixture
+def two_pixels_exported(sandbox_hook: HookFactory, tmp_path: Path) -> TwoPixels:
     sandbox, hook = sandbox_hook()
     first, second = sandbox.pixel_ids(4242)[:2]
     root = tmp_path / "out"
-
     export(hook, first, root, tmp_path, max_rows_per_file=500)
     export(hook, second, root, tmp_path, max_rows_per_file=500)
+    return TwoPixels(sandbox, hook, root, first, second)
+
+
+def test_two_pixels_exported_one_after_the_other_into_one_prefix_both_survive(two_pixels_exported: TwoPixels) -> None:
+    sandbox, _, root, first, second = two_pixels_exported
 
     assert sorted(p.name for p in (root / PREFIX).iterdir()) == sorted([f"pixel_id={first}", f"pixel_id={second}"])
     for pixel in (first, second):
@@ -372,13 +330,9 @@ def test_two_pixels_exported_one_after_the_other_into_one_prefix_both_survive(
 
 
 def test_a_rerun_of_one_pixels_window_replaces_its_folder_and_leaves_the_others_byte_identical(
-    sandbox_hook: HookFactory, tmp_path: Path
+    two_pixels_exported: TwoPixels, tmp_path: Path
 ) -> None:
-    sandbox, hook = sandbox_hook()
-    rerun, other = sandbox.pixel_ids(4242)[:2]
-    root = tmp_path / "out"
-    export(hook, rerun, root, tmp_path, max_rows_per_file=500)
-    export(hook, other, root, tmp_path, max_rows_per_file=500)
+    sandbox, hook, root, rerun, other = two_pixels_exported
     before = folder_state(pixel_folder(root, other))
     sink = make_sink(root, tmp_path / "spool", RecordingSink, rows_per_part=500)
     assert isinstance(sink, RecordingSink)

@@ -41,7 +41,7 @@ from .conftest_services import (  # noqa: E402
     published,
     s3_store,  # noqa: F401
 )
-from .test_export_local import EXTRACTED_AT, folder_state, make_sink, published_records  # noqa: E402
+from .local_folder import EXTRACTED_AT, folder_state, make_sink, published_records  # noqa: E402
 from .test_prisjakt_to_sql import WAREHOUSE, Warehouse, _postgres  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_prisjakt.testing.workers import Job, WorkerPool
 from tests.conftest import register_secret
 
 from .conftest_services import AWS_CONN_ID, published
-from .processes import Job, WorkerPool
 from .test_example_dags import run_dag, state_of
 
 # The sandbox (about 70 events per pixel in the window, three pages of 25: several batches per export).

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_prisjakt.api.columns import Column, ColumnKind
 from airflow_provider_prisjakt.api.resources import EVENTS, get_resource
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
 from airflow_provider_prisjakt.export.sinks.sql.dialects import PostgresDialect
@@ -502,7 +503,9 @@ def test_postgres_copy_through_psycopg2_keeps_nulls_empty_strings_and_quotes() -
         cursor = conn.cursor()
         cursor.execute(f'CREATE TABLE "{table}" (s TEXT, t TEXT, d NUMERIC(38, 9), ts TIMESTAMPTZ, j JSONB)')
         assert not hasattr(cursor, "copy")
-        PostgresDialect().bulk_insert(cursor, f'"{table}"', ["s", "t", "d", "ts", "j"], rows)
+        kinds = [ColumnKind.STRING, ColumnKind.STRING, ColumnKind.DECIMAL, ColumnKind.TIMESTAMP, ColumnKind.JSON]
+        columns = [Column(name, kind) for name, kind in zip(["s", "t", "d", "ts", "j"], kinds, strict=True)]
+        PostgresDialect().bulk_insert(cursor, f'"{table}"', columns, rows)
         cursor.execute(f'SELECT s, t, d, ts, j FROM "{table}" ORDER BY s DESC')
         loaded = cursor.fetchall()
     finally:

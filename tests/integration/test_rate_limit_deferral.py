@@ -30,6 +30,7 @@ from tests.conftest import DAGS_FOLDER
 from tests.dags.prisjakt_test_deferral import DAG_ID, LocalFolderExportOperator
 
 from .conftest import PERIOD_END, PERIOD_START, connect, rate_limited_config
+from .local_folder import export_operator
 
 PAGE_SIZE = 100
 PAGES = 30
@@ -62,17 +63,6 @@ def opened_parts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(LocalFolderSink, "open_part", record)
     return opened
-
-
-def export_operator(root: Path, sandbox: PrisjaktSandbox, **kwargs: Any) -> LocalFolderExportOperator:
-    return LocalFolderExportOperator(
-        task_id="export_events",
-        pixel_id=sandbox.pixel_ids(4242)[0],
-        start=PERIOD_START.isoformat(),
-        end=PERIOD_END.isoformat(),
-        root=str(root),
-        **{"deferrable": True, **kwargs},
-    )
 
 
 def import_string(classpath: str) -> Any:

@@ -18,7 +18,7 @@ from airflow_provider_prisjakt.exceptions import PrisjaktNotFoundError, Prisjakt
 from airflow_provider_prisjakt.testing import FaultConfig, PrisjaktSandbox
 
 from .conftest import PERIOD_END, PERIOD_START, HookFactory
-from .test_rate_limit_deferral import export_operator
+from .local_folder import export_operator
 
 if TYPE_CHECKING:
     from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook

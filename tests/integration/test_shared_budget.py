@@ -1,7 +1,7 @@
 """
 Tasks on separate worker processes sharing one client id: none of them meets a 429.
 
-Each task runs in its own spawned process (:mod:`tests.integration.processes`), imports the
+Each task runs in its own spawned process (:mod:`airflow_provider_prisjakt.testing.workers`), imports the
 provider first and waits at a barrier with the others, so they start sending together, as tasks
 that a scheduler releases at once. The sandbox gives the client a small fixed window (10 s), far too
 few requests for all the tasks at once.
@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_prisjakt.testing import PrisjaktSandbox
-from tests.conftest import register_secret
-
-from .budget_workers import (
+from airflow_provider_prisjakt.testing.shared_budget import (
     END,
     SHOP,
     START,
@@ -38,7 +36,9 @@ from .budget_workers import (
     shared_client_config,
     window_usage,
 )
-from .processes import Job, WorkerPool
+from airflow_provider_prisjakt.testing.workers import Job, WorkerPool
+from tests.conftest import register_secret
+
 from .test_faults import fingerprint
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 
 WINDOW_SECONDS = 10.0
 OPERATOR = "airflow_provider_prisjakt.transfers.prisjakt_to_sql:PrisjaktToSqlOperator"
-READ_PIXEL = "tests.integration.budget_workers:ReadPixel"
+READ_PIXEL = "airflow_provider_prisjakt.testing.shared_budget:ReadPixel"
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_sixteen_tasks_counting_in_redis_meet_no_429_and_use_each_window_up(redi
             Job(READ_PIXEL, {"task_id": f"read_{task}", "pixel_id": pixel, **arguments}, env)
             for task, pixel in enumerate(sandbox.pixel_ids(SHOP))
         ]
-        results = run_together(("tests.integration.budget_workers",), jobs)
+        results = run_together(("airflow_provider_prisjakt.testing.shared_budget",), jobs)
         recorded = sandbox.requests
 
     windows = windows_without_a_429(recorded, budget)

@@ -54,12 +54,17 @@ def api(monkeypatch: pytest.MonkeyPatch, sandbox: PrisjaktSandbox) -> PrisjaktSa
 
 
 class Tasks:
-    """Runs the operator as one task instance or another, to the end or until it defers."""
+    """Runs the operator as one task instance or another, to the end or until it defers, into one table of ``db``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, source: PrisjaktSandbox, table: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, source: PrisjaktSandbox, db: Warehouse) -> None:
         self.monkeypatch = monkeypatch
         self.sandbox = source
-        self.table = table
+        self.db = db
+        self.table = db.table_name()
+
+    @property
+    def pixels(self) -> list[str]:
+        return self.sandbox.pixel_ids(SHOP)
 
     def operator(self, task: TaskInstance, pixel: str, window: tuple[datetime, datetime]) -> PrisjaktToSqlOperator:
         self.monkeypatch.setattr(prisjakt_to_sql, "current_task_instance", lambda: task)
@@ -96,118 +101,103 @@ class Tasks:
         event = {"status": "success", "resume": state}
         return self.operator(task, pixel, window).execute_complete({}, event=event)
 
+    def staging_tables(self, table: str | None = None) -> set[str]:
+        """The staging tables of ``table`` (default: this table)."""
+        return self.db.staging_tables(table or self.table)
+
+    def loaded_ids(self) -> list[str]:
+        return sorted(row[0] for row in self.db.query(f"SELECT event_id FROM {self.db.quote(self.table)}"))
+
+    def event_ids(self, pixels: list[str], window: tuple[datetime, datetime] = WINDOW) -> list[str]:
+        """The ids of the pixels' events in ``window``: the sandbox's truth."""
+        return sorted(e["id"] for pixel in pixels for e in self.sandbox.expected_events(pixel, *window))
+
 
 @pytest.fixture
 def tasks(monkeypatch: pytest.MonkeyPatch, api: PrisjaktSandbox, warehouse: Warehouse) -> Tasks:  # noqa: F811
-    return Tasks(monkeypatch, api, warehouse.table_name())
+    return Tasks(monkeypatch, api, warehouse)
 
 
-def event_ids(source: PrisjaktSandbox, pixels: list[str], window: tuple[datetime, datetime] = WINDOW) -> list[str]:
-    return sorted(e["id"] for pixel in pixels for e in source.expected_events(pixel, *window))
-
-
-def loaded_ids(db: Warehouse, table: str) -> list[str]:
-    return sorted(row[0] for row in db.query(f"SELECT event_id FROM {db.quote(table)}"))
-
-
-def test_a_deferred_task_keeps_its_staging_while_other_map_indexes_load_the_table_then_resumes(
-    tasks: Tasks,
-    api: PrisjaktSandbox,
-    warehouse: Warehouse,  # noqa: F811
-) -> None:
-    first, second = api.pixel_ids(SHOP)[:2]
+def test_a_deferred_task_keeps_its_staging_while_other_map_indexes_load_the_table_then_resumes(tasks: Tasks) -> None:
+    first, second = tasks.pixels[:2]
     state = tasks.defer(TaskInstance("run_1", map_index=0), first)
-    (staging,) = warehouse.staging_tables(tasks.table)
-    staged = warehouse.count(staging)
+    (staging,) = tasks.staging_tables()
+    staged = tasks.db.count(staging)
 
     tasks.run(TaskInstance("run_1", map_index=1), second)
 
-    assert warehouse.staging_tables(tasks.table) == {staging}
-    assert warehouse.count(staging) == staged == PAGES_BEFORE_DEFERRAL * api.config.page_size
-    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [second])
+    assert tasks.staging_tables() == {staging}
+    assert tasks.db.count(staging) == staged == PAGES_BEFORE_DEFERRAL * tasks.sandbox.config.page_size
+    assert tasks.loaded_ids() == tasks.event_ids([second])
 
     summary = tasks.resume(TaskInstance("run_1", map_index=0), first, state)
 
     assert summary["deferrals"] == 1
-    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [first, second])
-    assert warehouse.staging_tables(tasks.table) == set()
+    assert tasks.loaded_ids() == tasks.event_ids([first, second])
+    assert tasks.staging_tables() == set()
 
 
-def test_a_retry_of_a_task_instance_adopts_its_staging_table(
-    tasks: Tasks,
-    api: PrisjaktSandbox,
-    warehouse: Warehouse,  # noqa: F811
-) -> None:
-    pixel = api.pixel_ids(SHOP)[0]
+def test_a_retry_of_a_task_instance_adopts_its_staging_table(tasks: Tasks) -> None:
+    pixel = tasks.pixels[0]
     task = TaskInstance("run_1", map_index=2)
     tasks.defer(task, pixel)  # the first try stops here for good (say, its worker died)
-    (staging,) = warehouse.staging_tables(tasks.table)
+    (staging,) = tasks.staging_tables()
 
     tasks.run(task, pixel)  # the retry starts over, in the same staging table
 
-    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [pixel])
-    assert warehouse.staging_tables(tasks.table) == set()
+    assert tasks.loaded_ids() == tasks.event_ids([pixel])
+    assert tasks.staging_tables() == set()
 
 
 def test_a_success_drops_what_earlier_runs_of_the_same_task_left_for_that_window_and_nothing_else(
     tasks: Tasks,
-    api: PrisjaktSandbox,
-    warehouse: Warehouse,  # noqa: F811
 ) -> None:
-    pixel, other = api.pixel_ids(SHOP)[:2]
+    pixel, other = tasks.pixels[:2]
     tasks.defer(TaskInstance("run_1", map_index=0), pixel)
-    same_task_same_window = warehouse.staging_tables(tasks.table)
+    same_task_same_window = tasks.staging_tables()
     tasks.defer(TaskInstance("run_3", map_index=0), pixel, LATER_WINDOW)
     tasks.defer(TaskInstance("run_1", map_index=1), other)
-    assert len(warehouse.staging_tables(tasks.table)) == 3
+    assert len(tasks.staging_tables()) == 3
 
     tasks.run(TaskInstance("run_2", map_index=0), pixel)
 
-    kept = warehouse.staging_tables(tasks.table)
+    kept = tasks.staging_tables()
     assert len(kept) == 2
     assert not kept & same_task_same_window
-    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [pixel])
+    assert tasks.loaded_ids() == tasks.event_ids([pixel])
 
 
-def test_stale_staging_is_dropped_by_age_and_a_resume_without_its_staging_fails_clearly(
-    tasks: Tasks,
-    api: PrisjaktSandbox,
-    warehouse: Warehouse,  # noqa: F811
-) -> None:
-    pixel = api.pixel_ids(SHOP)[0]
+def test_stale_staging_is_dropped_by_age_and_a_resume_without_its_staging_fails_clearly(tasks: Tasks) -> None:
+    pixel = tasks.pixels[0]
     task = TaskInstance("run_1", map_index=0)
     state = tasks.defer(task, pixel)
-    staging = warehouse.staging_tables(tasks.table)
+    staging = tasks.staging_tables()
 
     assert drop_stale_staging_tables(WAREHOUSE, older_than=timedelta(hours=1), table=tasks.table) == []
-    assert warehouse.staging_tables(tasks.table) == staging
+    assert tasks.staging_tables() == staging
 
     dropped = drop_stale_staging_tables(WAREHOUSE, older_than=timedelta(0), table=tasks.table)
 
     assert set(dropped) == staging
-    assert warehouse.staging_tables(tasks.table) == set()
+    assert tasks.staging_tables() == set()
     with pytest.raises(PrisjaktError, match=r"The staging table _pj_stage_\w+ of this export is gone.*is unchanged"):
         tasks.resume(task, pixel, state)
-    assert warehouse.count(tasks.table) == 0
+    assert tasks.db.count(tasks.table) == 0
 
 
-def test_a_table_name_of_63_characters_gets_a_staging_table_within_the_identifier_limit(
-    tasks: Tasks,
-    api: PrisjaktSandbox,
-    warehouse: Warehouse,  # noqa: F811
-) -> None:
-    tasks.table = warehouse.table_name() + "_" + "x" * (63 - len(warehouse.created[-1]) - 1)
-    warehouse.created.append(tasks.table)
-    pixel = api.pixel_ids(SHOP)[0]
+def test_a_table_name_of_63_characters_gets_a_staging_table_within_the_identifier_limit(tasks: Tasks) -> None:
+    tasks.table = tasks.db.table_name() + "_" + "x" * (63 - len(tasks.db.created[-1]) - 1)
+    tasks.db.created.append(tasks.table)
+    pixel = tasks.pixels[0]
     task = TaskInstance("scheduled__2026-10-12T00:00:00+00:00", map_index=1234)
     state = tasks.defer(task, pixel)
 
-    (staging,) = warehouse.staging_tables(tasks.table[:31])
+    (staging,) = tasks.staging_tables(tasks.table[:31])
     assert len(tasks.table) == 63
     assert len(staging) <= 63
-    assert warehouse.count(staging) == PAGES_BEFORE_DEFERRAL * api.config.page_size
+    assert tasks.db.count(staging) == PAGES_BEFORE_DEFERRAL * tasks.sandbox.config.page_size
 
     tasks.resume(task, pixel, state)
 
-    assert loaded_ids(warehouse, tasks.table) == event_ids(api, [pixel])
-    assert warehouse.staging_tables(tasks.table[:31]) == set()
+    assert tasks.loaded_ids() == tasks.event_ids([pixel])
+    assert tasks.staging_tables(tasks.table[:31]) == set()

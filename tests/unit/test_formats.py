@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import warnings
+import zlib
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +17,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, raw_json
+from airflow_provider_prisjakt.api.decoding import decode_json
+from airflow_provider_prisjakt.api.encoding import raw_json
+from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY
 from airflow_provider_prisjakt.export.formats import (
+    GZIP_LEVEL,
     Compression,
     FileFormat,
     csv_value,
@@ -179,6 +183,20 @@ def test_parquet_takes_amounts_with_more_digits_than_its_scale(tmp_path: Path) -
     assert json.loads(rows[0]["raw"]) == record  # the exact value is kept in raw
 
 
+def test_parquet_rounds_or_empties_only_the_amounts_its_decimal_column_cannot_hold(tmp_path: Path) -> None:
+    amounts = b"[12.5, 0.30000000000000004, NaN, 1e400, 7]"
+    page = [{"id": f"ev-{n}", "data": {"amount": amount}} for n, amount in enumerate(decode_json(amounts))]
+    path = tmp_path / "part-00000.parquet"
+    writer = open_part_writer("parquet", str(path), EVENTS, EXTRACTED_AT)
+    writer.write(page)  # one page: its amounts are converted together
+    writer.close()
+
+    rows = pq.read_table(path).to_pylist()
+
+    assert [row["amount"] for row in rows] == [Decimal("12.5"), Decimal("0.3"), None, None, Decimal(7)]
+    assert [row["raw"] for row in rows] == [raw_json(record) for record in page]  # raw keeps NaN and Infinity
+
+
 def test_parquet_compression_selects_the_codec(tmp_path: Path) -> None:
     snappy = write_part(tmp_path, "parquet", EVENT_RECORDS, name="a.parquet")
     gzipped = write_part(tmp_path, "parquet", EVENT_RECORDS, compression="gzip", name="b.parquet")
@@ -199,6 +217,20 @@ def test_gzip_output_is_deterministic_across_runs(tmp_path: Path, file_format: s
     assert data[4:8] == b"\0\0\0\0"  # mtime 0
     assert data[3] & 0x08 == 0  # no file name in the header
     assert gzip.decompress(data) == plain.read_bytes()
+
+
+def test_gzip_parts_are_compressed_at_the_documented_level(tmp_path: Path) -> None:
+    path = tmp_path / "part-00000.jsonl.gz"
+    writer = open_part_writer("jsonl", str(path), EVENTS, EXTRACTED_AT, "gzip")
+    writer.write([{**EVENT_RECORDS[0], "id": f"ev-{n}"} for n in range(300)])  # one page: one deflate call
+    writer.close()
+
+    data = path.read_bytes()
+    deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    plain = gzip.decompress(data)
+    assert GZIP_LEVEL == 6  # zlib's own default, as the CHANGELOG says
+    assert data[8] == 0  # the header's "extra flags": neither the slowest (9) nor the fastest (1) level
+    assert data[10:-8] == deflate.compress(plain) + deflate.flush()
 
 
 def test_gzip_part_is_complete_and_closed_when_the_writer_closes(tmp_path: Path) -> None:

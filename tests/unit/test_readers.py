@@ -12,10 +12,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from airflow_provider_prisjakt.api.windows import RequestChunk, request_chunks
+from airflow_provider_prisjakt.client.budget import RequestBudget
 from airflow_provider_prisjakt.client.transport import Page
 from airflow_provider_prisjakt.exceptions import PrisjaktError
 from airflow_provider_prisjakt.export.checkpoint import Cursor
 from airflow_provider_prisjakt.export.readers import ClicksReader, EventsReader, PurchaseSummaryReader
+from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.testing.bounds import served_window
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -59,17 +61,13 @@ class FakeApi:
         self.chunk_length = chunk_length
         self.summary = summary
         self.requests: list[str] = []
+        self.budget = RequestBudget()  # no rate-limit headers: every page is fetched ahead
 
     def request_chunks(self, start: datetime, end: datetime) -> list[RequestChunk]:
         return request_chunks(start, end, self.settings.window_bounds, self.chunk_length)
 
-    @staticmethod
-    def events_path(pixel_id: str) -> str:
-        return f"pixels/{pixel_id}/events"
-
-    @staticmethod
-    def purchase_summary_path(pixel_id: str) -> str:
-        return f"pixels/{pixel_id}/purchase-summary"
+    events_path = staticmethod(PrisjaktHook.events_path)
+    purchase_summary_path = staticmethod(PrisjaktHook.purchase_summary_path)
 
     def iter_pages(
         self, path: str, params: Mapping[str, Any] | None = None, *, start_url: str | None = None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_prisjakt.api.record_times import record_time
 from airflow_provider_prisjakt.api.windows import (
     FROM_MARGIN,
     MAX_WINDOW,
@@ -23,15 +25,17 @@ from airflow_provider_prisjakt.api.windows import (
     floor_day,
     format_api_time,
     is_day_complete,
-    record_time,
     request_chunks,
     summary_requests,
     whole_days,
     window_bounds,
 )
 
+from .record_pages import pages
+
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+KEPT = (RecordPlace.INSIDE, RecordPlace.UNDATED)
 
 
 def _event(moment: datetime | str | None, key: str = "e") -> dict[str, object]:
@@ -289,3 +293,40 @@ def test_request_chunk_suggests_nothing_for_records_it_asked_for() -> None:
     assert chunk.suggests(T0 - FROM_MARGIN) is None
     assert chunk.suggests(T0 + DAY - timedelta(milliseconds=1)) is None
     assert chunk.suggests(T0 + DAY) is WindowBounds.DATES
+
+
+@st.composite
+def _windows_and_pages(draw: st.DrawFn) -> tuple[datetime, datetime, RequestChunk | None, list[Any]]:
+    start = T0 + timedelta(milliseconds=draw(st.integers(0, 86_400_000)))
+    end = start + timedelta(milliseconds=draw(st.integers(1, 3 * 86_400_000)))
+    chunks = request_chunks(start, end, draw(st.sampled_from(list(WindowBounds))), MAX_WINDOW)
+    chunk = draw(st.sampled_from([None, *chunks]))
+    edges = [start, end, *((chunk.request_from, chunk.request_to) if chunk else ())]
+    near_edge = st.builds(
+        lambda edge, step: edge + step,
+        st.sampled_from(edges),
+        st.sampled_from([timedelta(0), timedelta(microseconds=1), timedelta(milliseconds=1), timedelta(seconds=1)])
+        | st.sampled_from([-timedelta(microseconds=1), -timedelta(milliseconds=1), -timedelta(seconds=1)]),
+    )
+    anywhere = st.integers(-2 * 86_400_000, 5 * 86_400_000).map(lambda ms: start + timedelta(milliseconds=ms))
+    inside = st.integers(0, (end - start) // timedelta(microseconds=1) - 1).map(
+        lambda us: start + timedelta(microseconds=us)
+    )
+    page = draw(pages(near_edge | anywhere | inside | inside, usual=draw(st.booleans())))
+    return start, end, chunk, page
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_windows_and_pages())
+def test_keep_agrees_with_placing_each_record_by_its_parsed_time(
+    case: tuple[datetime, datetime, RequestChunk | None, list[Any]],
+) -> None:
+    start, end, chunk, page = case
+    window, reference = WindowFilter(start, end), WindowFilter(start, end)
+    places = [reference.place(record, chunk) for record in page]
+    expected = [record for record, place in zip(page, places, strict=True) if place in KEPT]
+    kept = window.keep(page, chunk)
+    assert kept == expected
+    assert (kept is page) is all(place is RecordPlace.INSIDE for place in places)
+    assert window.counts() == reference.counts()
+    assert (window.suggested_bounds, window.take_hint()) == (reference.suggested_bounds, reference.take_hint())

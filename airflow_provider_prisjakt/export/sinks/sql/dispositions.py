@@ -14,6 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_prisjakt.api.choices import parse_choice
 from airflow_provider_prisjakt.api.resources import EXTRACTED_AT_COLUMN, ColumnKind
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 
@@ -38,11 +39,7 @@ def parse_write_disposition(value: Any) -> WriteDisposition:
 
     :raises PrisjaktConfigError: listing the allowed values.
     """
-    try:
-        return WriteDisposition(value)
-    except ValueError:
-        allowed = ", ".join(WriteDisposition)
-        raise PrisjaktConfigError(f"write_disposition must be one of {allowed}, got {value!r}") from None
+    return parse_choice(WriteDisposition, value, "write_disposition", PrisjaktConfigError)
 
 
 class Tally(StrEnum):

@@ -96,8 +96,10 @@ class SqlSink(Sink):
         self.uri = uri
         self.target = dialect.qualified(schema, table)
         self.staging = dialect.qualified(schema, self.staging_table)
-        self.columns = resource.column_names
-        self._adapters = [dialect.adapter(column.kind) for column in resource.all_columns]
+        self.columns = resource.all_columns
+        # Only the columns whose values the driver takes otherwise are adapted, value by value.
+        kinds = [column.kind for column in resource.all_columns]
+        self._adapted = [(index, dialect.adapter(kind)) for index, kind in enumerate(kinds) if kind in dialect.adapters]
         self._conn: Any = None
         self._part_rows = 0
         self._has_key = False
@@ -244,11 +246,9 @@ class SqlSink(Sink):
         """
         if not records:
             return
-        adapters = self._adapters
-        rows = [
-            tuple(adapt(value) for adapt, value in zip(adapters, row, strict=True))
-            for row in typed_rows(self.resource, records, self.extracted_at, scope)
-        ]
+        rows = typed_rows(self.resource, records, self.extracted_at, scope)
+        if self._adapted:
+            rows = [self._adapt(row) for row in rows]
         short = self.dialect.commit_every_batch
         try:
             conn = self._connection()
@@ -262,6 +262,12 @@ class SqlSink(Sink):
         except Exception as err:
             raise self._staging_failed(err) from err
         self._part_rows += len(rows)
+
+    def _adapt(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for index, adapt in self._adapted:
+            values[index] = adapt(values[index])
+        return tuple(values)
 
     def _staging_failed(self, err: Exception) -> PrisjaktError:
         return PrisjaktError(

@@ -1,7 +1,7 @@
 """
 What tests and the benchmark of a shared request budget need: a sandbox, a task's job, a Redis server, and the sandbox's windows.
 
-:class:`ReadPixel` is one task's work for :class:`~tests.integration.processes.WorkerPool`: read a
+:class:`ReadPixel` is one task's work for :class:`~airflow_provider_prisjakt.testing.workers.WorkerPool`: read a
 pixel's event pages through :class:`~airflow_provider_prisjakt.hooks.prisjakt.PrisjaktHook`, the
 way an export does. :class:`RedisServer` runs the Debian ``redis-server`` on a free port, never the
 machine's own. :func:`window_usage` splits the requests the sandbox recorded into its rate-limit

@@ -1,5 +1,5 @@
 """
-Worker processes for tests that claim something about concurrent tasks.
+Worker processes for tests and benchmarks that claim something about concurrent tasks.
 
 Each worker is a fresh interpreter (spawned, as an Airflow worker's task process is), imports the
 provider once when it starts, and runs operators' ``execute`` as jobs. The jobs of one round wait
