@@ -214,7 +214,7 @@ class Resource:
         return [*typed, [raw_json(record) for record in records], [extracted_at] * len(records)]
 
     def to_row(self, record: Mapping[str, Any], extracted_at: datetime) -> tuple[Any, ...]:
-        """Flatten one API record to a row of :attr:`all_columns`."""
+        """Flatten one API record to a row of :attr:`all_columns` (pages go through :meth:`column_values`)."""
         return tuple(values[0] for values in self.column_values([record], extracted_at))
 
 

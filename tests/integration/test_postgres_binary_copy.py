@@ -37,7 +37,14 @@ COLUMNS = [
 RECORD = {"id": "ev-1", "data": {"amount": 1.5, "note": 'say "hi",\n\tbye \\ ÅÄÖ €'}, "list": [1, None, True]}
 ROWS: list[tuple[Any, ...]] = [
     ("plain", 1, Decimal("12.345"), datetime(2026, 10, 5, 12, 30, 1, 123456, tzinfo=UTC), date(2026, 10, 5), "{}"),
-    ('say "hi",\n\tbye \\ ÅÄÖ €', -(2**63), Decimal("0.1234567891"), datetime(1, 1, 1, tzinfo=UTC), None, raw_json(RECORD)),
+    (
+        'say "hi",\n\tbye \\ ÅÄÖ €',
+        -(2**63),
+        Decimal("0.1234567891"),
+        datetime(1, 1, 1, tzinfo=UTC),
+        None,
+        raw_json(RECORD),
+    ),
     ("", 2**63 - 1, Decimal("NaN"), None, date(9999, 12, 31), '"text"'),
     (None, None, None, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), None, None),
     ("n", 0, Decimal("-99999999999999999999999999999.999999999"), datetime(2026, 3, 29, 1, tzinfo=UTC), None, "[]"),
@@ -78,7 +85,7 @@ def test_binary_copy_loads_each_kind_as_an_insert_with_parameters_does(connectio
     connection.cursor().executemany(f"INSERT INTO {inserted} VALUES ({marks})", ROWS)
 
     rows = loaded(connection, copied, COLUMNS)
-    assert rows == loaded(connection, inserted, COLUMNS)
+    assert repr(rows) == repr(loaded(connection, inserted, COLUMNS))  # repr: NaN equals nothing
     assert len(rows) == len(ROWS)
     by_text = {row[0]: row for row in rows}
     assert by_text['say "hi",\n\tbye \\ ÅÄÖ €'][2] == Decimal("0.123456789")  # rounded to the column's scale

@@ -43,7 +43,7 @@ _MEMBERS = sorted(
 _RECORDS = st.lists(st.dictionaries(st.sampled_from(_MEMBERS), _VALUES, max_size=10), max_size=6)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(records=_RECORDS)
 def test_every_column_reads_a_page_as_it_reads_each_record(records: list[dict[str, Any]]) -> None:
     for resource in RESOURCES.values():
@@ -55,7 +55,7 @@ def test_every_column_reads_a_page_as_it_reads_each_record(records: list[dict[st
             assert repr(values) == repr(expected), (resource.name, column.name)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(records=_RECORDS)
 def test_a_resource_flattens_a_page_into_the_rows_of_its_records(records: list[dict[str, Any]]) -> None:
     extracted_at = datetime(2026, 11, 2, tzinfo=UTC)
