@@ -20,10 +20,12 @@ it asks for that page. Closing (at the end, on a ``break``, or when writing fail
 fetch in flight, drops its page, and closes the source: no thread outlives the iteration.
 
 Overlap pays only while fetching waits for the server: the two threads share the GIL, so their
-CPU work never overlaps, and each hand-over costs. A fetch in the caller's thread measures the wait
-(its wall time less its CPU time); below :data:`MIN_SERVER_WAIT_SECONDS`, as with a server on the
-same machine, pages are fetched in turn. While fetching ahead, every :data:`REMEASURE_EVERY`-th
-page is fetched in the caller's thread to measure again.
+CPU work never overlaps, and each hand-over costs. A fetch in the caller's thread measures the wait:
+its wall time less the CPU time of the whole process, so that a server in the same process (the
+sandbox, in tests) counts as competition, not as a wait. Pages are fetched ahead once the last two
+such waits reach :data:`MIN_SERVER_WAIT_SECONDS` (one retry's backoff is not enough), and in turn
+otherwise, as with a server on the same machine. While fetching ahead, every
+:data:`REMEASURE_EVERY`-th page is fetched in the caller's thread to measure again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -98,8 +101,8 @@ class Prefetch(Generic[T]):
     :param source: the items; an iterator that only fetches, advanced by one thread at a time.
     :param ahead_when: asked after each item is handed out, whether the next one may be fetched
         ahead; ``None`` fetches each item only when it is asked for (no thread at all).
-    :param min_server_wait: fetch ahead only after a fetch in the caller's thread waited at least
-        this long (seconds) beyond its CPU time; see the module's notes.
+    :param min_server_wait: fetch ahead only once the last two fetches in the caller's thread waited
+        at least this long (seconds) beyond the process's CPU time; 0 always fetches ahead.
     """
 
     def __init__(
@@ -114,7 +117,7 @@ class Prefetch(Generic[T]):
         self.min_server_wait = min_server_wait
         self._ahead: _Fetch[T] | None = None
         self._closed = False
-        self._server_wait = 0.0  # of the last fetch in the caller's thread
+        self._server_waits: deque[float] = deque(maxlen=2)  # of the last fetches in the caller's thread
         self._since_measured = 0  # items fetched ahead since
 
     def __iter__(self) -> Prefetch[T]:
@@ -136,15 +139,19 @@ class Prefetch(Generic[T]):
         return item
 
     def _fetch_here(self) -> T:
-        """Fetch the next item in this thread, measuring how long it waited beyond its CPU time."""
-        wall, cpu = time.perf_counter(), time.thread_time()
+        """Fetch the next item in this thread, measuring how long it waited beyond the process's CPU time."""
+        wall, cpu = time.perf_counter(), time.process_time()
         item = next(self.source)
-        self._server_wait = (time.perf_counter() - wall) - (time.thread_time() - cpu)
+        self._server_waits.append((time.perf_counter() - wall) - (time.process_time() - cpu))
         self._since_measured = 0
         return item
 
     def _worth_fetching_ahead(self) -> bool:
-        return self._server_wait >= self.min_server_wait and self._since_measured < REMEASURE_EVERY - 1
+        if self.min_server_wait <= 0:
+            return True
+        waits = self._server_waits
+        measured = len(waits) == waits.maxlen and min(waits) >= self.min_server_wait
+        return measured and self._since_measured < REMEASURE_EVERY - 1
 
     def close(self) -> None:
         """Wait for the fetch in flight and drop what it fetched, then close the source (a generator)."""

@@ -121,7 +121,8 @@ class Reader(ABC):
     def fetch_ahead(self, pages: Iterator[_T]) -> Prefetch[_T]:
         """
         Return ``pages`` (fetching only), each fetched one ahead while the budget sends requests at
-        once, if :attr:`prefetch`; the caller closes it (``with``), which waits for a fetch in flight.
+        once and fetching waits for the server (:class:`Prefetch`), if :attr:`prefetch`; the caller
+        closes it (``with``), which waits for a fetch in flight.
         """
         return Prefetch(pages, (lambda: sends_at_once(self.hook.budget)) if self.prefetch else None)
 

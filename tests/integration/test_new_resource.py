@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import airflow_provider_prisjakt
-from airflow_provider_prisjakt.api.resources import RESOURCES, Column, ColumnKind, Resource
+from airflow_provider_prisjakt.api.columns import Column, ColumnKind
+from airflow_provider_prisjakt.api.resources import RESOURCES, Resource
 from airflow_provider_prisjakt.export.readers import READERS, Batch, EventPagesReader, cursor_after
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
 from tests.dags.prisjakt_test_deferral import LocalFolderExportOperator

@@ -48,7 +48,7 @@ PAGE_SIZE = 100
 PAGES = 5
 WAIT = 10.0  # seconds an awaited request may take to arrive; never reached when the code is right
 # The server is the bottleneck, as over a network: each answer waits this long, well over
-# MIN_SERVER_WAIT_SECONDS, so the pages are fetched ahead.
+# MIN_SERVER_WAIT_SECONDS, so the pages after the first two are fetched ahead.
 LATENCY_MS = 20
 
 
@@ -153,11 +153,12 @@ def test_iter_events_requests_the_next_page_while_the_caller_reads_this_one(sand
     events = hook.iter_events(sandbox.pixel_ids(4242)[0], START, END)
     assert isinstance(events, Generator)
 
-    next(events)
-    assert sandbox.wait_for_requests(2, timeout=WAIT)
+    for _ in range(PAGE_SIZE + 1):  # into page 2: the first two pages are fetched in turn, measuring the wait
+        next(events)
+    assert sandbox.wait_for_requests(3, timeout=WAIT)
     events.close()
 
-    assert len(sandbox.requests) == 2
+    assert len(sandbox.requests) == 3
     assert prefetch_threads() == []
 
 
@@ -225,21 +226,21 @@ def test_a_page_failing_while_the_one_before_is_written_fails_the_export_after_t
     pixel = sandbox.pixel_ids(4242)[0]
     seen: dict[str, Any] = {}
 
-    def fail_page_3() -> None:  # while page 1 is written, page 2 is requested: the next request is page 3's
-        assert sandbox.wait_for_requests(2, timeout=WAIT)
+    def fail_page_4() -> None:  # while page 2 is written, page 3 is requested: the next request is page 4's
+        assert sandbox.wait_for_requests(3, timeout=WAIT)
         sandbox.fail_next("500")
 
-    def while_page_2() -> None:
-        seen["arrived"] = sandbox.wait_for_requests(3, timeout=WAIT)
+    def while_page_3() -> None:
+        seen["arrived"] = sandbox.wait_for_requests(4, timeout=WAIT)
         seen["status"] = sandbox.requests[-1].status
 
-    sink = watched_sink(tmp_path, {1: fail_page_3, 2: while_page_2})
+    sink = watched_sink(tmp_path, {2: fail_page_4, 3: while_page_3})
     with pytest.raises(PrisjaktServerError):
         export(hook, pixel, sink)
 
     assert seen == {"arrived": True, "status": 500}
-    assert sink.pages_written == 2  # page 2 was written whole before the error was raised
-    assert len(sandbox.requests) == 3
+    assert sink.pages_written == 3  # page 3 was written whole before the error was raised
+    assert len(sandbox.requests) == 4
     assert nothing_published(tmp_path)
     assert prefetch_threads() == []
 

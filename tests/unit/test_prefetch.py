@@ -121,27 +121,31 @@ def test_items_that_keep_no_server_waiting_are_fetched_in_turn() -> None:
     assert set(source.fetched_by.values()) == {threading.current_thread().name}
 
 
-def test_items_that_wait_for_a_server_are_fetched_ahead() -> None:
-    def slow_items() -> Iterator[str]:
-        for _ in range(3):
-            threading.Event().wait(MIN_SERVER_WAIT_SECONDS * 2)  # a server's latency, with no CPU spent
-            yield threading.current_thread().name
+def slow_items(n: int) -> Iterator[str]:
+    """``n`` items, each waiting for a server twice the least wait that pays, with no CPU spent; each names its thread."""
+    for _ in range(n):
+        threading.Event().wait(MIN_SERVER_WAIT_SECONDS * 2)
+        yield threading.current_thread().name
 
-    with Prefetch(slow_items(), always) as items:
-        assert list(items) == [threading.current_thread().name, PREFETCH_THREAD_NAME, PREFETCH_THREAD_NAME]
+
+def test_once_two_fetches_in_turn_waited_for_a_server_the_next_are_fetched_ahead() -> None:
+    here = threading.current_thread().name
+
+    with Prefetch(slow_items(4), always) as items:
+        assert list(items) == [here, here, PREFETCH_THREAD_NAME, PREFETCH_THREAD_NAME]
 
 
 def test_while_fetching_ahead_one_item_in_so_many_is_fetched_in_the_caller_s_thread_to_measure_again() -> None:
-    source = Source(2 * REMEASURE_EVERY + 1)
-
-    with Prefetch(source.items(), always, min_server_wait=0) as items:
-        assert len(list(items)) == 2 * REMEASURE_EVERY + 1
-
     here = threading.current_thread().name
-    assert [item for item, thread in source.fetched_by.items() if thread == here] == [
+
+    with Prefetch(slow_items(2 * REMEASURE_EVERY + 2), always) as items:
+        threads = list(items)
+
+    assert [n for n, thread in enumerate(threads) if thread == here] == [
         0,
-        REMEASURE_EVERY,
-        2 * REMEASURE_EVERY,
+        1,
+        REMEASURE_EVERY + 1,
+        2 * REMEASURE_EVERY + 1,
     ]
 
 

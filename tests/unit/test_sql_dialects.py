@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import Connection
 
-from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, ColumnKind, Resource
+from airflow_provider_prisjakt.api.columns import ColumnKind
+from airflow_provider_prisjakt.api.resources import EVENTS, PIXELS, PURCHASE_SUMMARY, Resource
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 from airflow_provider_prisjakt.export.sinks.sql.dialects import (
     DIALECTS,

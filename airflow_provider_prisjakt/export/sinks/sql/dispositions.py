@@ -15,7 +15,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_prisjakt.api.choices import parse_choice
-from airflow_provider_prisjakt.api.resources import EXTRACTED_AT_COLUMN, ColumnKind
+from airflow_provider_prisjakt.api.columns import ColumnKind
+from airflow_provider_prisjakt.api.resources import EXTRACTED_AT_COLUMN
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError
 
 if TYPE_CHECKING:
