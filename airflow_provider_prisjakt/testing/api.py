@@ -147,6 +147,14 @@ def _bad_request(
     )
 
 
+def _not_found(config: SandboxConfig, kind: str, identifier: object) -> _ProblemError:
+    """The API's 404 for a ``kind`` ("Pixel", "Event", …) with id ``identifier``."""
+    article = "An" if kind[0] in "AEIOU" else "A"
+    return _ProblemError(
+        problem(config, 404, f"{kind} not found", f"{article} {kind.lower()} with ID {identifier} could not be found")
+    )
+
+
 def _first(values: dict[str, list[str]], name: str) -> str | None:
     found = values.get(name)
     return found[0] if found else None
@@ -285,14 +293,7 @@ class Api:
             raise _bad_request(config, "pixel_id", "invalid uuid", pixel_id)
         pixel = self.state.seed_data.by_id.get(pixel_id.lower())
         if pixel is None:
-            raise _ProblemError(
-                problem(
-                    config,
-                    404,
-                    "Pixel not found",
-                    f"A pixel with ID {pixel_id} could not be found",
-                )
-            )
+            raise _not_found(config, "Pixel", pixel_id)
         self._require_reader(config, client, pixel.shop_id)
         return pixel
 
@@ -369,14 +370,7 @@ class Api:
         client_id: str,
     ) -> Reply:
         if client_id != client.client_id:
-            raise _ProblemError(
-                problem(
-                    config,
-                    404,
-                    "Client not found",
-                    f"A client with ID {client_id} could not be found",
-                )
-            )
+            raise _not_found(config, "Client", client_id)
         return json_reply(200, {"id": client.client_id, "roles": list(client.roles)})
 
     def _pixels(
@@ -392,14 +386,7 @@ class Api:
         shop_id = int(raw_shop)
         pixels = self.state.seed_data.shops.get(shop_id)
         if pixels is None:
-            raise _ProblemError(
-                problem(
-                    config,
-                    404,
-                    "Shop not found",
-                    f"A shop with ID {shop_id} could not be found",
-                )
-            )
+            raise _not_found(config, "Shop", shop_id)
         self._require_reader(config, client, shop_id)
         limit, offset, params = self._paging(config, request.query)
         items = [p.as_dict() for p in pixels[offset : offset + limit]]
@@ -508,14 +495,7 @@ class Api:
             raise _bad_request(config, "event_id", "invalid uuid", event_id)
         found = self.state.seed_data.locate_event(event_id)
         if found is None or found[1] >= self.state.count(found[0]):
-            raise _ProblemError(
-                problem(
-                    config,
-                    404,
-                    "Event not found",
-                    f"An event with ID {event_id} could not be found",
-                )
-            )
+            raise _not_found(config, "Event", event_id)
         self._require_reader(config, client, found[0].shop_id)
         return json_reply(200, self.state.seed_data.event(*found, config.event_fields == "extended"))
 
@@ -529,13 +509,6 @@ class Api:
         self._require_reader(config, client, None)
         found = self.state.seed_data.locate_click(click_id)
         if found is None or found[1] >= self.state.count(found[0]):
-            raise _ProblemError(
-                problem(
-                    config,
-                    404,
-                    "Click not found",
-                    f"A click with ID {click_id} could not be found",
-                )
-            )
+            raise _not_found(config, "Click", click_id)
         self._require_reader(config, client, found[0].shop_id)
         return json_reply(200, self.state.seed_data.click(*found, config.click_fields == "candidates"))
