@@ -16,9 +16,16 @@ from typing import Any
 import pytest
 
 from airflow_provider_prisjakt.api.columns import Column, ColumnKind
-from airflow_provider_prisjakt.api.resources import EVENTS, get_resource
+from airflow_provider_prisjakt.api.resources import EVENTS, Resource, get_resource
 from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
-from airflow_provider_prisjakt.export.sinks.sql.dialects import PostgresDialect
+from airflow_provider_prisjakt.export.sinks.sql.dialects import PostgresDialect, dialect_for
+from airflow_provider_prisjakt.export.sinks.sql.dispositions import (
+    Load,
+    LoadCounts,
+    Tally,
+    WriteDisposition,
+    strategy_for,
+)
 from airflow_provider_prisjakt.export.sinks.sql.sink import SqlSink
 from airflow_provider_prisjakt.testing import PrisjaktSandbox, SandboxConfig
 from airflow_provider_prisjakt.transfers.prisjakt_to_sql import PrisjaktToSqlOperator
@@ -572,6 +579,49 @@ def test_a_connection_that_is_not_a_supported_database_is_refused(
         load("events", conn_id="not_a_database", pixel_id=api.pixel_ids(SHOP)[0])
 
     assert len(api.requests) == requests
+
+
+KEYED = Resource(
+    name="keyed",
+    columns=(Column("event_id", ColumnKind.STRING, nullable=False), Column("note", ColumnKind.STRING)),
+    primary_key=("event_id",),
+    window_column=None,
+)
+
+
+def test_a_key_staged_more_than_once_loads_once_with_its_last_extracted_row(warehouse: Warehouse) -> None:
+    # The export's de-duplication memory is bounded, so staging may hold a key more than once; the
+    # load keeps the row extracted last (DISTINCT ON in PostgreSQL, ROW_NUMBER elsewhere).
+    target, staging = warehouse.table_name(), warehouse.table_name()
+    columns = "event_id VARCHAR(64) {key}, note VARCHAR(64), raw VARCHAR(64), _extracted_at VARCHAR(32)"
+    warehouse.execute(f"CREATE TABLE {warehouse.quote(target)} ({columns.format(key='PRIMARY KEY')})")
+    warehouse.execute(f"CREATE TABLE {warehouse.quote(staging)} ({columns.format(key='')})")
+    insert = f"INSERT INTO {{}} VALUES ({', '.join([warehouse.placeholder] * 4)})"
+    warehouse.execute(insert.format(warehouse.quote(target)), ("b", "held before", "{}", "2026-10-01T00:00:00"))
+    staged = [
+        ("a", "first", "{}", "2026-10-02T00:00:00"),
+        ("b", "reloaded", "{}", "2026-10-03T00:00:00"),
+        ("a", "last", "{}", "2026-10-04T00:00:00"),
+        ("a", "between", "{}", "2026-10-03T00:00:00"),
+    ]
+    for row in staged:
+        warehouse.execute(insert.format(warehouse.quote(staging)), row)
+    dialect = dialect_for(warehouse.airflow_conn["conn_type"])
+    move = Load(dialect, KEYED, dialect.quote(target), dialect.quote(staging), True, (START, END), ())
+    counts = LoadCounts()
+    cursor = warehouse.conn.cursor()
+    dialect.start_transaction(cursor)
+    for statement in strategy_for(WriteDisposition.MERGE).statements(move):
+        cursor.execute(statement.sql, statement.parameters)
+        counts.record(
+            statement.tally, cursor.rowcount, cursor.fetchone() if statement.tally is Tally.HELD_KEYS else None
+        )
+    warehouse.conn.commit()
+    cursor.close()
+
+    loaded = warehouse.query(f"SELECT event_id, note FROM {warehouse.quote(target)} ORDER BY event_id")
+    assert loaded == [("a", "last"), ("b", "reloaded")]
+    assert (counts.inserted, counts.updated) == (1, 1)
 
 
 # -- in a DAG -------------------------------------------------------------------------------------

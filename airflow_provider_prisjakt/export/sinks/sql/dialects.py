@@ -76,6 +76,8 @@ class SqlDialect:
     #: Whether staging commits after each batch rather than once per part: SQLite locks the whole
     #: database while a transaction writes, so other exports get their turn between pages.
     commit_every_batch: ClassVar[bool] = False
+    #: Whether ``SELECT DISTINCT ON (key) … ORDER BY key, …`` keeps one row per key (a cheaper sort).
+    distinct_on: ClassVar[bool] = False
 
     def quote(self, name: str) -> str:
         """Quote an identifier."""
@@ -145,6 +147,7 @@ class PostgresDialect(SqlDialect):
     """PostgreSQL through psycopg (3) or psycopg2; bulk loads use ``COPY``."""
 
     conn_types = ("postgres", "postgresql")
+    distinct_on = True
     types = {
         ColumnKind.STRING: "TEXT",
         ColumnKind.INTEGER: "BIGINT",

@@ -137,12 +137,16 @@ class Load:
         columns = self.resource.column_names
         names = ", ".join(q(c) for c in columns)
         key = ", ".join(q(c) for c in self.resource.primary_key)
-        # The export de-duplicates on ids, but only within a bounded memory; one row per key here.
-        select = (
-            f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (PARTITION BY {key} "
-            f"ORDER BY {q(EXTRACTED_AT_COLUMN)} DESC) AS {q(ROW_NUMBER_COLUMN)} FROM {self.staging}) "
-            f"{q('_pj_staged')} WHERE {q(ROW_NUMBER_COLUMN)} = 1"
-        )
+        # The export de-duplicates on ids, but only within a bounded memory; one row per key here,
+        # the last extracted. DISTINCT ON sorts what ROW_NUMBER sorts, but skips the windowing pass.
+        newest = f"{q(EXTRACTED_AT_COLUMN)} DESC"
+        if self.dialect.distinct_on:
+            select = f"SELECT DISTINCT ON ({key}) {names} FROM {self.staging} ORDER BY {key}, {newest}"
+        else:
+            select = (
+                f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {newest}) "
+                f"AS {q(ROW_NUMBER_COLUMN)} FROM {self.staging}) {q('_pj_staged')} WHERE {q(ROW_NUMBER_COLUMN)} = 1"
+            )
         statement = f"INSERT INTO {self.target} ({names}) {select}"
         if not upsert:
             return [Statement(statement, tally=Tally.INSERTED)]
