@@ -358,7 +358,9 @@ READERS: dict[str, type[Reader]] = {
 
 
 def reader_for(resource: Resource) -> type[Reader]:
-    """Return the reader class of ``resource``."""
+    """Return the reader class of ``resource``; a resource without one is refused by name."""
+    if resource.name not in READERS:
+        raise PrisjaktConfigError(f"The resource {resource.name!r} has no reader: register one in READERS ({__name__})")
     return READERS[resource.name]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from airflow_provider_prisjakt.api.resources import EVENTS
 from airflow_provider_prisjakt.api.windows import RequestChunk, request_chunks
 from airflow_provider_prisjakt.client.budget import RequestBudget
 from airflow_provider_prisjakt.client.transport import Page
-from airflow_provider_prisjakt.exceptions import PrisjaktError
+from airflow_provider_prisjakt.exceptions import PrisjaktConfigError, PrisjaktError
 from airflow_provider_prisjakt.export.checkpoint import Cursor
-from airflow_provider_prisjakt.export.readers import ClicksReader, EventsReader, PurchaseSummaryReader
+from airflow_provider_prisjakt.export.readers import ClicksReader, EventsReader, PurchaseSummaryReader, reader_for
 from airflow_provider_prisjakt.hooks.prisjakt import PrisjaktHook
 from airflow_provider_prisjakt.testing.bounds import served_window
 
@@ -279,3 +281,10 @@ def test_a_summary_that_cannot_be_read_fails_naming_the_members_it_had() -> None
 
     with pytest.raises(PrisjaktError, match=r"members generated, stats.*GET pixels/p1/purchase-summary"):
         summary_batches(reader)
+
+
+def test_a_resource_without_a_reader_is_refused_by_name() -> None:
+    orphan = dataclasses.replace(EVENTS, name="orphan")
+
+    with pytest.raises(PrisjaktConfigError, match="'orphan' has no reader: register one in READERS"):
+        reader_for(orphan)
