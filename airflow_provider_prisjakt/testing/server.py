@@ -161,6 +161,7 @@ class PrisjaktSandbox:
         self._faults = FaultPlan()
         self._records: list[RecordedRequest] = []
         self._records_changed = threading.Condition()
+        self._unrecorded = 0  # requests received whose answer is not decided yet (a stall, say)
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -364,6 +365,17 @@ class PrisjaktSandbox:
         with self._records_changed:
             return self._records_changed.wait_for(lambda: len(self._records) >= count, timeout)
 
+    def wait_until_recorded(self, timeout: float = 10.0) -> bool:
+        """
+        Block until every request received so far is recorded: a stalled one once its stall ends,
+        although its client may have timed out and moved on long before.
+
+        :param timeout: Seconds to wait at most.
+        :return: Whether every request was recorded in time.
+        """
+        with self._records_changed:
+            return self._records_changed.wait_for(lambda: self._unrecorded == 0, timeout)
+
     def reset_rate_limit(self) -> None:
         """Forget every rate-limit window."""
         self._limiter.reset()
@@ -515,6 +527,8 @@ class PrisjaktSandbox:
         config = self._config
         fault: Fault | None = None
         reply: Reply | None
+        with self._records_changed:
+            self._unrecorded += 1
         try:
             if request.path == TOKEN_PATH:
                 reply = self._api.token(config, request)
@@ -637,6 +651,7 @@ class PrisjaktSandbox:
         )
         with self._records_changed:
             self._records.append(record)
+            self._unrecorded -= 1
             self._records_changed.notify_all()
 
     @staticmethod

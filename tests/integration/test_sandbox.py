@@ -36,7 +36,8 @@ def auth(sb: PrisjaktSandbox) -> dict[str, str]:
 
 def get(sb: PrisjaktSandbox, path: str, **kwargs: Any) -> requests.Response:
     headers = kwargs.pop("headers", auth(sb))
-    return requests.get(f"{sb.base_url}{path}", headers=headers, timeout=10, **kwargs)
+    kwargs.setdefault("timeout", 10)
+    return requests.get(f"{sb.base_url}{path}", headers=headers, **kwargs)
 
 
 def events_path(sb: PrisjaktSandbox, index: int = 0) -> str:
@@ -516,6 +517,19 @@ def test_stop_ends_a_stall_promptly(prisjakt_sandbox_factory: Factory) -> None:
     assert not worker.is_alive()
     assert outcome
     assert time.monotonic() - started < 5
+
+
+def test_a_stalled_request_a_client_gave_up_on_is_recorded_when_its_stall_ends(
+    prisjakt_sandbox: PrisjaktSandbox,
+) -> None:
+    sb = prisjakt_sandbox
+    sb.fail_next("stall", seconds=1.0)
+    with pytest.raises(requests.Timeout):
+        get(sb, "/shops/4242/pixels", timeout=0.2)
+
+    assert [r.fault for r in sb.requests] == []  # still stalled: its answer is not decided yet
+    assert sb.wait_until_recorded(timeout=5)
+    assert [r.fault for r in sb.requests] == ["stall"]
 
 
 # -- request log and connection helpers ------------------------------------------------
