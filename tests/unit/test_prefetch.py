@@ -135,6 +135,22 @@ def test_once_two_fetches_in_turn_waited_for_a_server_the_next_are_fetched_ahead
         assert list(items) == [here, here, PREFETCH_THREAD_NAME, PREFETCH_THREAD_NAME]
 
 
+def items_waiting(waits: list[float]) -> Iterator[str]:
+    """One item per entry of ``waits``, each after waiting that long with no CPU spent; each names its thread."""
+    for wait in waits:
+        if wait:
+            threading.Event().wait(wait)
+        yield threading.current_thread().name
+
+
+def test_one_fetch_that_waited_alone_such_as_a_retry_s_backoff_turns_no_fetching_ahead_on() -> None:
+    slow = MIN_SERVER_WAIT_SECONDS * 4
+    here = threading.current_thread().name
+
+    with Prefetch(items_waiting([slow, 0, slow, 0, 0]), always) as items:
+        assert list(items) == [here] * 5
+
+
 def test_while_fetching_ahead_one_item_in_so_many_is_fetched_in_the_caller_s_thread_to_measure_again() -> None:
     here = threading.current_thread().name
 
